@@ -1,0 +1,1 @@
+"""Finding, loading and describing bioimage.io model packages."""

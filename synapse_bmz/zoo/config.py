@@ -1,0 +1,106 @@
+"""The ``config.synapse_bmz`` section of a model RDF, read through one typed object.
+
+A package without the section still runs (prediction only); a package whose
+section is malformed is rejected with a message naming the RDF and the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import ModelError
+
+Task = Literal[
+    "vesicles", "mitochondria", "active_zone", "compartments", "ribbon",
+    "clefts", "synapses", "membranes", "segmentation",
+]
+
+
+class PostprocessingSpec(BaseModel):
+    """Which `postprocessing` recipe turns the outputs into instances, with its parameters.
+
+    Sizes among ``params`` are in nm (the recipe converts them with the voxel size).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    recipe: str
+    params: Dict[str, Any] = Field(default_factory=dict)
+
+
+class SynapseBmzConfig(BaseModel):
+    """Typed view of ``config.synapse_bmz`` in a model RDF.
+
+    Attributes
+    ----------
+    task : str
+        What the network segments.
+    channels : list of str
+        Meaning of each output channel, in channel order.
+    voxel_size_nm : list of float
+        Training voxel size, one per spatial axis of the model, (z, y, x) or (y, x).
+    tile, halo : list of int
+        Default tile (input size) and halo per spatial axis, in voxels.
+    postprocessing : PostprocessingSpec or None
+        Recipe applied by ``synapse-bmz run`` unless ``--no-postprocess``.
+    activation_bytes_per_voxel : float or None
+        Upper bound of forward-pass memory per input voxel, measured when the
+        package was built; the runner sizes tiles with it.
+    accuracy : dict
+        Figures on the held-out split, as stated in the model card.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    task: Task
+    channels: List[str]
+    voxel_size_nm: List[float]
+    tile: Optional[List[int]] = None
+    halo: List[int]
+    postprocessing: Optional[PostprocessingSpec] = None
+    activation_bytes_per_voxel: Optional[float] = None
+    accuracy: Dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("voxel_size_nm")
+    @classmethod
+    def _positive(cls, v: List[float]) -> List[float]:
+        if not v or any(x <= 0 for x in v):
+            raise ValueError("voxel sizes must be positive numbers in nm")
+        return v
+
+
+def read_config(raw_config: Any, rdf_source: str) -> Optional[SynapseBmzConfig]:
+    """Parse the ``synapse_bmz`` entry of an RDF's ``config`` mapping.
+
+    Parameters
+    ----------
+    raw_config : mapping or pydantic model
+        The RDF's ``config`` field.
+    rdf_source : str
+        Where the RDF came from, for error messages.
+
+    Returns
+    -------
+    SynapseBmzConfig or None
+        None when the package has no ``synapse_bmz`` section.
+
+    Raises
+    ------
+    ModelError
+        When the section is present but malformed.
+    """
+    if raw_config is None:
+        return None
+    if hasattr(raw_config, "model_dump"):
+        raw_config = raw_config.model_dump()
+    section = dict(raw_config).get("synapse_bmz")
+    if section is None:
+        return None
+    try:
+        return SynapseBmzConfig.model_validate(section)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ModelError(
+            f"{rdf_source}: malformed config.synapse_bmz: {loc}: {first['msg']}"
+        ) from None
