@@ -61,9 +61,7 @@ def _set_imod_unsigned(header) -> None:
     order = "big" if header.mode.dtype.byteorder == ">" else "little"
     raw[40:44] = IMOD_STAMP.to_bytes(4, order, signed=True)
     raw[44:48] = (0).to_bytes(4, order, signed=True)
-    header.extra2 = np.frombuffer(bytes(raw), dtype=header.extra2.dtype).reshape(
-        np.shape(header.extra2)
-    )
+    header.extra2 = np.void(bytes(raw))
 
 
 def read_mrc(path: Path) -> tuple[np.ndarray, tuple[float, ...] | None]:
