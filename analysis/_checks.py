@@ -1,0 +1,42 @@
+"""Input validation shared by the analysis modules (private)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def voxel_size_for(voxel_size_nm: Sequence[float], ndim: int, name: str = "voxel_size_nm") -> np.ndarray:
+    """Return ``voxel_size_nm`` as a float64 array of length ``ndim``.
+
+    Raises
+    ------
+    ValueError
+        If the length does not match ``ndim`` or a size is not a positive finite number.
+    """
+    sizes = np.asarray(voxel_size_nm, dtype=np.float64).ravel()
+    if sizes.size != ndim:
+        raise ValueError(
+            f"`{name}` has {sizes.size} entries {tuple(sizes)}, but the array is {ndim}D; "
+            f"give one size in nm per axis in ({'z, y, x' if ndim == 3 else 'y, x'}) order"
+        )
+    if not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
+        raise ValueError(f"`{name}` must be positive finite sizes in nm, got {tuple(sizes)}")
+    return sizes
+
+
+def same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
+    """Raise ``ValueError`` naming both arguments if their shapes differ."""
+    if a.shape != b.shape:
+        raise ValueError(f"`{a_name}` (shape {a.shape}) must have the same shape as `{b_name}` (shape {b.shape})")
+
+
+def labels_2d_or_3d(labels: np.ndarray, name: str = "labels") -> np.ndarray:
+    """Return ``labels`` as an integer array, checking it is 2D or 3D."""
+    labels = np.asarray(labels)
+    if labels.ndim not in (2, 3):
+        raise ValueError(f"`{name}` must be 2D (y, x) or 3D (z, y, x), got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+        raise ValueError(f"`{name}` must hold integer labels, got dtype {labels.dtype}")
+    return labels
