@@ -30,8 +30,10 @@ from synapse_bmz.io._channels import grey_channel
 from synapse_bmz.io._lazy import select_axes
 from synapse_bmz.io._units import is_valid_size, nm_per_unit
 
-# ImageJ can store only these types; others are written as OME-TIFF.
+# ImageJ can store only these types; others are written as OME-TIFF, and
+# types OME lacks as a plain TIFF with tifffile's JSON description.
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
+_OME_DTYPES = ("int8", "int16", "int32", "uint8", "uint16", "uint32", "float32", "float64")
 
 
 def _resolution_size(page: tifffile.TiffPage, tag: str) -> float | None:
@@ -95,6 +97,8 @@ def tiff_voxel_size(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | No
     candidates = []
     if tif.is_ome and tif.ome_metadata:
         candidates.append(lambda: _ome_voxel_size(tif, ndim))
+    if tif.is_shaped and isinstance(tif.shaped_metadata, tuple) and tif.shaped_metadata:
+        candidates.append(lambda: tuple(float(v) for v in tif.shaped_metadata[0]["voxel_size_nm"]))
     if tif.is_imagej:
         candidates.append(lambda: _imagej_voxel_size(tif, page, ndim))
     else:
@@ -102,7 +106,7 @@ def tiff_voxel_size(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | No
     for get in candidates:
         try:
             sizes = get()
-        except (ValueError, TypeError, ET.ParseError):
+        except (ValueError, TypeError, KeyError, ET.ParseError):
             sizes = None
         if is_valid_size(sizes, ndim):
             return sizes
@@ -110,7 +114,25 @@ def tiff_voxel_size(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | No
 
 
 def _check_not_truncated(tif: tifffile.TiffFile, series) -> None:
+    """Raise ValueError if image data announced by the file lie beyond its end.
+
+    tifffile falls back to fewer pages (with a log message) when an ImageJ
+    stack is cut short, so the announced image count is checked as well.
+    """
     size = tif.filehandle.size
+    if series.dataoffset is not None and series.dataoffset + series.nbytes > size:
+        raise ValueError(
+            f"file is truncated ({size} bytes, image data need {series.dataoffset + series.nbytes})"
+        )
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    if meta and "images" in meta:
+        page = tif.pages.first
+        planes = series.size // max(1, page.imagelength * page.imagewidth * page.samplesperpixel)
+        if planes < int(meta["images"]):
+            raise ValueError(
+                f"file is truncated or corrupt: ImageJ header announces {meta['images']} "
+                f"images, {planes} found"
+            )
     last = series.pages[len(series.pages) - 1] if len(series.pages) else None
     if last is None:
         raise ValueError("no image data")
@@ -189,8 +211,10 @@ def write_tiff(
     per nm); `metadata` is stored as JSON in the ImageJ ``Info`` property.
     Other types (labels as uint32/int32/int64, float64, int8, bool->uint8)
     are written as OME-TIFF with ``PhysicalSize*`` in nm; `metadata` then
-    goes to the OME ``Description``. Both are read back by :func:`read_tiff`
-    and by Fiji (Bio-Formats for the OME case).
+    goes to the OME ``Description``. Types OME lacks too (float16, int64
+    with negative or large values, uint64) are written as a plain TIFF whose
+    JSON description (tifffile "shaped" metadata) holds ``voxel_size_nm``.
+    All are read back by :func:`read_tiff`; ImageJ and OME files by Fiji.
     """
     data = np.asarray(data)
     if data.dtype == np.bool_:
@@ -211,6 +235,12 @@ def write_tiff(
         if ndim == 3:
             meta["spacing"] = float(voxel_size_nm[0])
         tifffile.imwrite(tmp, data, imagej=True, metadata=meta, **kwargs)
+    elif data.dtype.name not in _OME_DTYPES:
+        # float16, (u)int64: tifffile's JSON ("shaped") description carries the size
+        meta = {"axes": axes, "voxel_size_nm": list(map(float, voxel_size_nm)), "unit": "nm"}
+        if metadata:
+            meta["synapse_bmz"] = metadata
+        tifffile.imwrite(tmp, data, shaped=True, metadata=meta, bigtiff=data.nbytes > 2**31, **kwargs)
     else:
         meta = {"axes": axes, "Description": info}
         for ax, size in zip(axes, voxel_size_nm):
