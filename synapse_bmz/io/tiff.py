@@ -18,6 +18,7 @@ uncompressed, otherwise read lazily through ``tifffile``'s zarr store
 from __future__ import annotations
 
 import json
+import weakref
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import tifffile
 import zarr
 
 from synapse_bmz.io._channels import grey_channel
-from synapse_bmz.io._lazy import select_axes
+from synapse_bmz.io._lazy import SelectView, select_axes
 from synapse_bmz.io._units import is_valid_size, nm_per_unit
 
 # ImageJ can store only these types; others are written as OME-TIFF, and
@@ -189,9 +190,12 @@ def read_tiff(path: Path) -> tuple[Any, tuple[float, ...] | None]:
         if series.dataoffset is not None:
             data = tifffile.memmap(path, series=0, mode="r").reshape(shape)
             tif.close()
-        else:
-            data = zarr.open_array(series.aszarr(), mode="r")  # keeps `tif` open
-        return select_axes(data, fixed), voxel
+            return select_axes(data, fixed), voxel
+        # compressed or tiled: read through tifffile's zarr store, which needs
+        # `tif` open; the view owns it and closes it when garbage-collected
+        view = SelectView(zarr.open_array(series.aszarr(), mode="r"), fixed)
+        weakref.finalize(view, tif.close)
+        return view, voxel
     except BaseException:
         tif.close()
         raise
