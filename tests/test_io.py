@@ -573,3 +573,39 @@ def test_unwritable_destination_is_output_error(tmp_path, volume):
             write_volume(locked / "v.tif", volume, VOXEL)
     finally:
         locked.chmod(0o700)
+
+
+def test_mrc_nonstandard_axis_mapping_is_transposed_to_zyx(tmp_path):
+    zyx = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    path = tmp_path / "mapped.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.ascontiguousarray(zyx.transpose(1, 0, 2)))  # sections = y, rows = z
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = 1, 3, 2
+        mrc.voxel_size = (10.0, 20.0, 30.0)  # x, y, z in Angstrom
+    vol = read_volume(path)
+    assert vol.data.shape == (2, 3, 4)
+    assert vol.voxel_size_nm == pytest.approx((3.0, 2.0, 1.0))
+    np.testing.assert_array_equal(vol.to_numpy(), zyx)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8", "float64", "bool"])
+def test_mrc_type_mapping(tmp_path, volume, dtype):
+    data = (volume > 100) if dtype == "bool" else (volume.astype(np.int16) - 128).astype(dtype)
+    write_volume(tmp_path / "t.mrc", data, VOXEL)
+    out = read_volume(tmp_path / "t.mrc").to_numpy()
+    expected = {"float64": np.float32, "bool": np.uint8}.get(dtype, np.dtype(dtype))
+    assert out.dtype == expected
+    np.testing.assert_array_equal(out, data.astype(expected))
+
+
+def test_slice_stack_reads_only_requested_slices(tmp_path, volume, monkeypatch):
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    for z in range(volume.shape[0]):
+        Image.fromarray(volume[z]).save(folder / f"{z:03d}.png")
+    vol = read_volume(folder, VOXEL)
+    opened = []
+    load = vol.data._load
+    monkeypatch.setattr(vol.data, "_load", lambda p: opened.append(p.name) or load(p))
+    np.testing.assert_array_equal(vol.data[1:3, :, 2], volume[1:3, :, 2])
+    assert opened == ["001.png", "002.png"]
