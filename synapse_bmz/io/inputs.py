@@ -134,9 +134,14 @@ def list_inputs(path: str | Path) -> list[Path]:
         return [Path(text)]
     entries = _volume_entries(file)
     if not entries:
+        subfolders = sorted(
+            (p.name for p in file.iterdir() if p.is_dir() and not p.name.startswith(".")),
+            key=lambda n: natural_key(Path(n)),
+        )
+        hint = f"; subfolders are not searched, pass one of {subfolders[:8]}" if subfolders else ""
         raise InputError(
             text,
             "folder holds no volumes (.mrc .rec .tif .tiff .h5 .npy, .zarr stores) "
-            "and is not a stack of 2D PNG/TIFF slices",
+            f"and is not a stack of 2D PNG/TIFF slices{hint}",
         )
     return entries
