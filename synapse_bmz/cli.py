@@ -1,0 +1,133 @@
+"""The ``synapse-bmz`` command line: a thin layer over the Python API.
+
+Arguments are parsed before torch or bioimageio are imported, so ``--help``
+answers at once. User errors (`SynapseBmzError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+
+def _floats(text: str) -> List[float]:
+    try:
+        return [float(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> List[int]:
+    try:
+        return [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="synapse-bmz", description="Synapse segmentation and analysis for EM with bioimage.io model packages.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command")
+
+    sub.add_parser("models", help="list the installed model packages")
+
+    r = sub.add_parser("run", help="segment volumes with a model package")
+    r.add_argument("model", help="package name (see `synapse-bmz models`), folder, .zip or rdf.yaml")
+    r.add_argument("inputs", nargs="+", help="mrc/rec, tif, h5 (file.h5:key), zarr, npy, png, or folders of them")
+    r.add_argument("-o", "--output", required=True, type=Path, help="output folder (one sub-folder per input)")
+    r.add_argument("--tile", type=_ints, help="network input size per spatial axis, z,y,x or y,x (default: largest that fits memory)")
+    r.add_argument("--halo", type=_ints, help="context per side between tiles, z,y,x or y,x (default: the package's)")
+    r.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda if present)")
+    r.add_argument("--batch-size", type=int, help="tiles per forward pass (default: as many as fit)")
+    r.add_argument("--voxel-size", type=_floats, help="voxel size in nm, z,y,x or y,x (required when the file has none)")
+    r.add_argument("--no-postprocess", action="store_true", help="write the network prediction only")
+    r.add_argument("--format", default="tif", choices=["tif", "zarr", "mrc", "h5", "npy"], help="format of the instance labels (prediction is always OME-Zarr)")
+    r.add_argument("--weight-format", choices=["torchscript", "pytorch_state_dict", "onnx"], help="force a weight format")
+    r.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    k = sub.add_parser("package", help="build a bioimage.io package from a training config's run, or test one")
+    k.add_argument("action", choices=["test"], help="`test`: run bioimageio.core's test for every weight format")
+    k.add_argument("package", help="package name, folder, .zip or rdf.yaml")
+
+    t = sub.add_parser("train", help="train a U-Net from a YAML config and write a package")
+    t.add_argument("config", type=Path)
+    t.add_argument("-o", "--output", type=Path, help="package folder (default: model_packages/<name>)")
+    t.add_argument("--work-dir", type=Path, help="checkpoints and loss curves (default: runs/<name>)")
+    t.add_argument("--device", help="cuda or cpu (default: cuda if present)")
+    t.add_argument("--iterations", type=int, help="override the config's iteration count")
+    t.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
+    t.add_argument("--quiet", action="store_true")
+    return p
+
+
+def cmd_models() -> int:
+    from .zoo.table import models_table
+
+    print(models_table())
+    return 0
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from .runner.run import RunOptions, run
+
+    opts = RunOptions(tile=a.tile, halo=a.halo, device=a.device, batch_size=a.batch_size,
+                      voxel_size_nm=a.voxel_size, postprocess=not a.no_postprocess, label_format=a.format,
+                      weight_format=a.weight_format, overwrite=a.overwrite, progress=not a.quiet)
+    for res in run(a.model, a.inputs, a.output, opts):
+        found = f", {res.n_objects} objects -> {res.labels.name}, {res.table.name}" if res.labels else ""
+        print(f"{res.input} -> {res.output_dir}: {res.voxels / res.predict_s / 1e6:.2f} M voxels/s{found}")
+    return 0
+
+
+def cmd_package(a: argparse.Namespace) -> int:
+    from .packaging.checks import test_all_weight_formats
+
+    failed = 0
+    for fmt, status in test_all_weight_formats(a.package).items():
+        print(f"{fmt}: {status}")
+        failed += status != "passed"
+    return 1 if failed else 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .training.pipeline import train_and_package
+
+    rdf = train_and_package(a.config, out_dir=a.output, work_dir=a.work_dir, device=a.device,
+                            iterations=a.iterations, resume=not a.no_resume, progress=not a.quiet)
+    print(f"package written: {rdf}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if a.command is None:
+        parser.print_help()
+        return 2
+    from .errors import SynapseBmzError
+
+    try:
+        if a.command == "models":
+            return cmd_models()
+        if a.command == "run":
+            return cmd_run(a)
+        if a.command == "package":
+            return cmd_package(a)
+        if a.command == "train":
+            return cmd_train(a)
+    except SynapseBmzError as e:
+        print(f"synapse-bmz: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("synapse-bmz: interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {a.command}")
+    return 2

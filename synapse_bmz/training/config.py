@@ -1,0 +1,113 @@
+"""Training configuration (``synapse-bmz train CONFIG.yaml``), validated by pydantic.
+
+Relative data paths are resolved against the directory of the YAML file, so
+a package's ``train.yaml`` reproduces its weights from any working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import InputError
+
+
+class DataConfig(BaseModel):
+    """Where the images and labels are and how they are split.
+
+    ``raw`` and ``labels`` are folders of 2D images with matching file names
+    (slices of one volume, sorted by name). ``labels`` are masks (> threshold
+    is foreground; instances are its connected components) or instance maps.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    raw: Path
+    labels: Path
+    label_threshold: float = 127
+    labels_are_instances: bool = False
+    validation: List[str]
+    voxel_size_nm: List[float]
+    licence: str = "unknown"
+    citation: Optional[Dict[str, str]] = None
+    description: str = ""
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ndim: Literal[2, 3] = 2
+    base_channels: int = 16
+    depth: int = 4
+    pool_factors: Optional[List[Any]] = None
+    kernel_sizes: Optional[List[Any]] = None
+
+
+class OptimConfig(BaseModel):
+    """Optimisation settings; ``patch`` is per spatial axis in voxels."""
+
+    model_config = ConfigDict(extra="forbid")
+    patch: List[int]
+    batch_size: int = 4
+    iterations: int = 1000
+    learning_rate: float = 1e-3
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    reject_empty_probability: float = 0.95
+    foreground_weight: float = 1.0
+    validate_every: int = 100
+    checkpoint_every: int = 100
+    mixed_precision: bool = True
+    threads: Optional[int] = None
+
+
+class PackageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str
+    task: str
+    channels: List[str]
+    halo: List[int]
+    min_shape: List[int]
+    step: List[int]
+    postprocessing: Optional[Dict[str, Any]] = None
+    authors: List[str] = Field(default_factory=lambda: ["synapse-bmz developers"])
+
+
+class TrainConfig(BaseModel):
+    """Everything needed to reproduce a package's weights."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 0
+    target: Literal["foreground_boundary", "mask"] = "foreground_boundary"
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: OptimConfig
+    package: PackageConfig
+    source: Optional[Path] = None
+
+    @property
+    def out_channels(self) -> int:
+        return 2 if self.target == "foreground_boundary" else 1
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """Read and validate a training YAML; relative paths are resolved against its folder."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise InputError(path, f"cannot read training config: {e}") from None
+    try:
+        cfg = TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise InputError(path, f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    base = path.resolve().parent
+    cfg.data.raw = (base / cfg.data.raw).resolve()
+    cfg.data.labels = (base / cfg.data.labels).resolve()
+    cfg.source = path.resolve()
+    for p in (cfg.data.raw, cfg.data.labels):
+        if not p.exists():
+            raise InputError(p, "training data not found (the shared EM data live in ../shared/data)")
+    return cfg

@@ -1,0 +1,198 @@
+"""The supervised training loop: seeded, resumable, with validation and loss curves."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .config import TrainConfig
+from .data import SliceDataset, load_split, sample_batch
+from .losses import combined_loss
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        Best model by validation Dice (eval mode, CPU).
+    best_val_dice : float
+        Foreground Dice on the validation split at the best checkpoint.
+    iterations : int
+    wall_time_s : float
+    hardware : str
+    out_dir : Path
+    """
+
+    model: object
+    best_val_dice: float
+    best_iteration: int
+    iterations: int
+    wall_time_s: float
+    hardware: str
+    out_dir: Path
+
+
+def build_model(cfg: TrainConfig):
+    from ..models import UNet
+
+    m = cfg.model
+    return UNet(ndim=m.ndim, in_channels=1, out_channels=cfg.out_channels,
+                base_channels=m.base_channels, depth=m.depth,
+                pool_factors=m.pool_factors, kernel_sizes=m.kernel_sizes)
+
+
+def pad_to_multiple(img: np.ndarray, multiple: int):
+    """Reflect-pad the last two axes up to a multiple; returns the padded array and the crop."""
+    pads = [(0, 0)] * (img.ndim - 2) + [(0, (-s) % multiple) for s in img.shape[-2:]]
+    return np.pad(img, pads, mode="reflect"), tuple(slice(0, s) for s in img.shape)
+
+
+def predict_slices(model, images, device: str, multiple: int):
+    """Whole-slice prediction of a list of normalised 2D images; returns (C, Y, X) arrays."""
+    import torch
+
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for img in images:
+            padded, crop = pad_to_multiple(img, multiple)
+            p = model(torch.from_numpy(padded[None, None]).to(device))[0].float().cpu().numpy()
+            out.append(p[(slice(None),) + crop])
+    return out
+
+
+def foreground_dice(preds, targets) -> float:
+    """Dice of thresholded channel 0 (foreground) over a list of slices."""
+    inter = sum(float(((p[0] > 0.5) & (t[0] > 0.5)).sum()) for p, t in zip(preds, targets))
+    total = sum(float((p[0] > 0.5).sum() + (t[0] > 0.5).sum()) for p, t in zip(preds, targets))
+    return 2 * inter / total if total else 1.0
+
+
+def _hardware(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+
+
+def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
+          resume: bool = True, progress: bool = True,
+          train_data: Optional[SliceDataset] = None, val_data: Optional[SliceDataset] = None) -> TrainResult:
+    """Train a U-Net as configured; checkpoints and ``loss.csv`` go to ``out_dir``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    out_dir : Path
+        Receives ``checkpoints/latest.pt``, ``checkpoints/best.pt`` and ``loss.csv``.
+    device : str, optional
+        ``"cuda"`` when available, else ``"cpu"``.
+    resume : bool
+        Continue from ``checkpoints/latest.pt`` when it exists.
+
+    Returns
+    -------
+    TrainResult
+    """
+    import torch
+    from tqdm import tqdm
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(False)
+    rng = np.random.default_rng(cfg.seed)
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if train_data is None or val_data is None:
+        train_data, val_data = load_split(cfg)
+
+    model = build_model(cfg).to(device)
+    multiple = max(model.divisibility)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.learning_rate)
+    n_iter = cfg.train.iterations
+
+    def lr_factor(it):
+        if cfg.train.lr_schedule == "constant":
+            return 1.0
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / n_iter))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    use_amp = device.startswith("cuda") and cfg.train.mixed_precision
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start, best_dice, best_it, elapsed0 = 0, -1.0, 0, 0.0
+    latest = ckpt_dir / "latest.pt"
+    if resume and latest.exists():
+        ck = torch.load(latest, map_location=device, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start, best_dice, best_it = int(ck["iteration"]), float(ck["best_dice"]), int(ck["best_iteration"])
+        elapsed0 = float(ck["elapsed_s"])
+        # a resumed run draws a different but still seeded patch stream
+        rng = np.random.default_rng([cfg.seed, start])
+    log_path = out_dir / "loss.csv"
+    new_log = not (resume and log_path.exists() and start > 0)
+    log = open(log_path, "w" if new_log else "a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["iteration", "train_loss", "val_foreground_dice", "learning_rate", "elapsed_s"])
+
+    t0 = time.perf_counter()
+    running = []
+    bar = tqdm(range(start, n_iter), disable=not progress, desc=f"train {cfg.package.name}", initial=start, total=n_iter)
+    for it in bar:
+        model.train()
+        x, y = sample_batch(train_data, cfg.train.patch, cfg.train.batch_size, rng,
+                            cfg.train.reject_empty_probability)
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type="cuda", enabled=use_amp):
+            pred = model(x)
+        loss = combined_loss(pred.float(), y, cfg.train.foreground_weight)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        running.append(loss.item())
+        step = it + 1
+        val_dice = ""
+        if step % cfg.train.validate_every == 0 or step == n_iter:
+            preds = predict_slices(model, val_data.raw, device, multiple)
+            val_dice = foreground_dice(preds, val_data.targets)
+            if val_dice > best_dice:
+                best_dice, best_it = val_dice, step
+                torch.save(model.state_dict(), ckpt_dir / "best.pt")
+            bar.set_postfix(loss=f"{np.mean(running):.3f}", val_dice=f"{val_dice:.3f}")
+        if step % 10 == 0 or val_dice != "":
+            writer.writerow([step, f"{np.mean(running):.5f}", val_dice if val_dice == "" else f"{val_dice:.5f}",
+                             f"{sched.get_last_lr()[0]:.2e}", f"{elapsed0 + time.perf_counter() - t0:.1f}"])
+            log.flush()
+            running = []
+        if step % cfg.train.checkpoint_every == 0 or step == n_iter:
+            tmp = ckpt_dir / ".latest.pt.tmp"
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "iteration": step,
+                        "best_dice": best_dice, "best_iteration": best_it,
+                        "elapsed_s": elapsed0 + time.perf_counter() - t0}, tmp)
+            os.replace(tmp, latest)
+    log.close()
+    model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location="cpu", weights_only=True))
+    return TrainResult(model=model.cpu().eval(), best_val_dice=best_dice, best_iteration=best_it,
+                       iterations=n_iter, wall_time_s=elapsed0 + time.perf_counter() - t0,
+                       hardware=_hardware(device), out_dir=out_dir)

@@ -1,0 +1,168 @@
+"""Find and load model packages: by name, folder, ``.zip`` or RDF path.
+
+Package names are looked up in the folders of ``$SYNAPSE_BMZ_MODEL_DIR``
+(``os.pathsep``-separated), then in the repository's ``model_packages/``.
+Zip packages are extracted once into a cache keyed by their sha256, refusing
+members that would land outside it. Every weight file's sha256 is checked
+against the RDF before a model is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..errors import ModelError
+from .config import SynapseBmzConfig, read_config
+
+RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
+
+
+def model_dirs() -> List[Path]:
+    """Folders searched for packages by name, in priority order."""
+    dirs = [Path(p) for p in os.environ.get("SYNAPSE_BMZ_MODEL_DIR", "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parents[2] / "model_packages")
+    return [d for d in dirs if d.is_dir()]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("SYNAPSE_BMZ_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "synapse-bmz"
+    return Path(base)
+
+
+def _rdf_in(folder: Path) -> Optional[Path]:
+    for n in RDF_NAMES:
+        if (folder / n).is_file():
+            return folder / n
+    return None
+
+
+def available_packages() -> Dict[str, Path]:
+    """Package name (folder name) -> RDF path, for every package in `model_dirs`."""
+    found: Dict[str, Path] = {}
+    for d in model_dirs():
+        for sub in sorted(d.iterdir()):
+            rdf = _rdf_in(sub) if sub.is_dir() else None
+            if rdf is not None and sub.name not in found:
+                found[sub.name] = rdf
+    return found
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def safe_extract(zip_path: Path, dest: Path) -> None:
+    """Extract a zip, refusing absolute paths and ``..`` components (path traversal)."""
+    dest = dest.resolve()
+    with zipfile.ZipFile(zip_path) as zf:
+        for member in zf.infolist():
+            target = (dest / member.filename).resolve()
+            if member.filename.startswith(("/", "\\")) or (dest not in target.parents and target != dest):
+                raise ModelError(f"{zip_path}: refusing unsafe path in archive: {member.filename!r}")
+        zf.extractall(dest)
+
+
+def resolve_package(source: str | Path) -> Path:
+    """Turn a package name, folder, zip or RDF path into the path of its RDF.
+
+    Raises
+    ------
+    ModelError
+        When nothing matches; the message lists the known package names.
+    """
+    s = str(source)
+    p = Path(s)
+    if p.is_file() and p.suffix in (".yaml", ".yml"):
+        return p
+    if p.is_dir():
+        rdf = _rdf_in(p)
+        if rdf is None:
+            raise ModelError(f"{p}: folder has no rdf.yaml / bioimageio.yaml")
+        return rdf
+    if p.is_file() and p.suffix == ".zip":
+        try:
+            digest = sha256_file(p)
+            dest = cache_dir() / "packages" / digest[:16]
+            if _rdf_in(dest) is None:
+                tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+                safe_extract(p, tmp)
+                tmp.replace(dest) if not dest.exists() else None
+        except zipfile.BadZipFile as e:
+            raise ModelError(f"{p}: not a valid zip package: {e}") from None
+        rdf = _rdf_in(dest)
+        if rdf is None:
+            raise ModelError(f"{p}: zip contains no rdf.yaml / bioimageio.yaml at its top level")
+        return rdf
+    known = available_packages()
+    if s in known:
+        return known[s]
+    names = ", ".join(sorted(known)) or "none installed"
+    raise ModelError(f"{s}: unknown model (not a package name, folder, .zip or rdf.yaml; available: {names})")
+
+
+@dataclass
+class LoadedModel:
+    """A validated model description with our typed config.
+
+    Attributes
+    ----------
+    name : str
+    rdf_path : Path
+    descr : bioimageio.spec ModelDescr (format 0.5)
+    config : SynapseBmzConfig or None
+        None for packages without ``config.synapse_bmz`` (prediction only).
+    weights_sha256 : dict of str to str
+        Weight format -> verified sha256.
+    """
+
+    name: str
+    rdf_path: Path
+    descr: Any
+    config: Optional[SynapseBmzConfig]
+    weights_sha256: Dict[str, str]
+
+
+def load_model(source: str | Path) -> LoadedModel:
+    """Resolve, validate and hash-check a package.
+
+    Raises
+    ------
+    ModelError
+        Unknown source, invalid RDF, unsupported format, or a weight file whose
+        sha256 differs from the RDF.
+    """
+    from bioimageio.spec import ValidationContext, load_description
+    from bioimageio.spec.model import v0_5
+
+    rdf = resolve_package(source)
+    with ValidationContext(perform_io_checks=False):
+        descr = load_description(rdf, format_version="latest")
+    if not isinstance(descr, v0_5.ModelDescr):
+        reason = descr.get_reason() if hasattr(descr, "get_reason") else type(descr).__name__
+        raise ModelError(f"{rdf}: not a valid bioimage.io model (format 0.5): {reason}")
+    if len(descr.inputs) != 1:
+        raise ModelError(f"{rdf}: models with {len(descr.inputs)} inputs are not supported (need exactly one)")
+    hashes: Dict[str, str] = {}
+    for fmt, entry in descr.weights.available_formats.items():
+        local = rdf.parent / str(entry.source.path if hasattr(entry.source, "path") else entry.source)
+        if not local.exists():
+            continue
+        digest = sha256_file(local)
+        if entry.sha256 is not None and digest != str(entry.sha256):
+            raise ModelError(f"{local}: sha256 {digest[:12]}... does not match the RDF ({str(entry.sha256)[:12]}...); refusing to load altered weights")
+        hashes[fmt] = digest
+    if not hashes:
+        raise ModelError(f"{rdf}: none of the weight files is present beside the RDF")
+    config = read_config(descr.config, str(rdf))
+    name = rdf.parent.name if rdf.parent.name not in ("", ".") else str(descr.name)
+    return LoadedModel(name=name, rdf_path=rdf, descr=descr, config=config, weights_sha256=hashes)
