@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -91,8 +92,6 @@ def write_hdf5(
     ``element_size_um`` (for ilastik / Fiji) and ``synapse_bmz`` (JSON of
     `metadata`).
     """
-    import json
-
     if final.is_file():
         shutil.copyfile(final, tmp)
     data = np.asarray(data)
