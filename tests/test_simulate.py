@@ -1,0 +1,179 @@
+"""Tests of the synapse simulators: determinism, label consistency, physics."""
+
+from __future__ import annotations
+
+import edt
+import numpy as np
+import pytest
+import tifffile
+
+from synapse_bmz.simulate import (
+    PARTNER_COLUMNS,
+    VESICLE_COLUMNS,
+    simulate_cryo_tomogram,
+    simulate_sstem_neuropil,
+    simulate_tomogram,
+    training_pairs,
+    write_simulation,
+)
+from synapse_bmz.simulate.tilt import backproject_tilt_series, project_tilt_series, ramp_filter, tilt_angles_deg
+
+SHAPE = (40, 128, 128)
+VOXEL_NM = (1.5, 1.5, 1.5)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_tomogram(SHAPE, VOXEL_NM, seed=3)
+
+
+@pytest.fixture(scope="module")
+def neuropil():
+    return simulate_sstem_neuropil((8, 160, 160), seed=2)
+
+
+def test_same_seed_same_arrays(sim):
+    again = simulate_tomogram(SHAPE, VOXEL_NM, seed=3)
+    np.testing.assert_array_equal(sim.raw, again.raw)
+    for name in sim.labels:
+        np.testing.assert_array_equal(sim.labels[name], again.labels[name])
+    assert sim.vesicles.equals(again.vesicles)
+    other = simulate_tomogram(SHAPE, VOXEL_NM, seed=4)
+    assert not np.array_equal(sim.raw, other.raw)
+
+
+def test_raw_and_labels_shapes(sim):
+    assert sim.raw.shape == SHAPE and sim.raw.dtype == np.float32
+    assert np.isfinite(sim.raw).all()
+    assert sim.voxel_size_nm == VOXEL_NM
+    for name, label in sim.labels.items():
+        assert label.shape == SHAPE, name
+    for name in ("vesicles", "compartments", "mitochondria", "dense_core_vesicles"):
+        assert sim.labels[name].dtype == np.uint32
+    for name in ("active_zone", "psd", "membrane", "ribbon", "presynaptic_density"):
+        assert sim.labels[name].dtype == bool
+
+
+def test_vesicle_table_matches_labels(sim):
+    table = sim.vesicles
+    assert list(table.columns) == list(VESICLE_COLUMNS)
+    ids = np.unique(sim.labels["vesicles"])
+    ids = ids[ids > 0]
+    assert len(table) == len(ids) > 5
+    assert sorted(table["label"]) == sorted(ids)
+    assert table["radius_nm"].between(17.5, 25.0).all()
+    assert {"docked", "tethered", "distant"} <= set(table["pool"])
+    # centres lie in the labelled vesicle, inside the pre-synaptic compartment
+    for row in table.itertuples():
+        idx = tuple(int(c / v) for c, v in zip((row.center_z_nm, row.center_y_nm, row.center_x_nm), VOXEL_NM))
+        assert sim.labels["vesicles"][idx] == row.label
+        assert sim.labels["compartments"][idx] == 1
+    # the labelled extent agrees with the radius (vesicles not cut by the volume border)
+    row = table.iloc[int(np.argmin(np.abs(table["center_z_nm"] - SHAPE[0] * VOXEL_NM[0] / 2)))]
+    if row.center_z_nm - row.radius_nm > 0 and row.center_z_nm + row.radius_nm < SHAPE[0] * VOXEL_NM[0]:
+        volume_nm3 = (sim.labels["vesicles"] == row.label).sum() * np.prod(VOXEL_NM)
+        assert volume_nm3 == pytest.approx(4 / 3 * np.pi * row.radius_nm**3, rel=0.15)
+
+
+def test_docked_vesicles_touch_active_zone(sim):
+    dist_to_az = edt.edt(~sim.labels["active_zone"], anisotropy=VOXEL_NM, black_border=False)
+    docked = sim.vesicles[sim.vesicles["pool"] == "docked"]
+    assert len(docked) >= 1
+    for row in docked.itertuples():
+        gap_nm = dist_to_az[sim.labels["vesicles"] == row.label].min()
+        assert gap_nm <= 4.0, (row.label, gap_nm)
+    distant = sim.vesicles[sim.vesicles["pool"] == "distant"]
+    for row in distant.itertuples():
+        assert dist_to_az[sim.labels["vesicles"] == row.label].min() > 40.0
+
+
+def test_psd_faces_active_zone_across_cleft(sim):
+    az, psd = sim.labels["active_zone"], sim.labels["psd"]
+    assert az.sum() > 100 and psd.sum() > 100
+    assert np.all(sim.labels["compartments"][az] == 1)
+    assert np.all(sim.labels["compartments"][psd] == 2)
+    dist_to_psd = edt.edt(~psd, anisotropy=VOXEL_NM, black_border=False)
+    median_nm = np.median(dist_to_psd[az])
+    # AZ voxels sit on the inner half of the membrane: cleft (20 nm) + membrane
+    assert 18.0 <= median_nm <= 30.0
+
+
+def test_missing_wedge_depletes_fourier_space(sim):
+    def wedge_ratio(volume):
+        spectrum = np.abs(np.fft.fftshift(np.fft.fft2(volume - volume.mean(), axes=(0, 2)), axes=(0, 2))) ** 2
+        power = spectrum.mean(axis=1)  # (kz, kx)
+        kz = np.fft.fftshift(np.fft.fftfreq(volume.shape[0], VOXEL_NM[0]))[:, None]
+        kx = np.fft.fftshift(np.fft.fftfreq(volume.shape[2], VOXEL_NM[2]))[None, :]
+        angle = np.degrees(np.arctan2(np.abs(kx), np.abs(kz)))  # 0 = along kz (beam)
+        radius = np.hypot(kz, kx)
+        band = (radius > 0.05) & (radius < 0.2)
+        return power[band & (angle < 20)].mean() / power[band & (angle > 40)].mean()
+
+    assert wedge_ratio(sim.raw) < 0.3 * wedge_ratio(sim.density)
+
+
+def test_fbp_recovers_in_plane_structure():
+    volume = np.zeros((32, 4, 96), np.float32)
+    volume[:, :, 40:44] = 1.0  # wall along z, fully sampled
+    angles = tilt_angles_deg(60.0, 2.0)
+    rec = backproject_tilt_series(ramp_filter(project_tilt_series(volume, angles), angles), angles, 32)
+    profile = rec[16, 0]
+    assert 40 <= int(np.argmax(profile)) <= 43
+    assert profile[41] > 5 * np.abs(profile[:30]).max()
+
+
+def test_ribbon_variant_labels():
+    rib = simulate_tomogram((40, 128, 128), VOXEL_NM, seed=1, ribbon=True)
+    assert rib.labels["ribbon"].sum() > 0 and rib.labels["presynaptic_density"].sum() > 0
+    assert not np.any(rib.labels["ribbon"] & rib.labels["presynaptic_density"])
+    assert np.all(rib.labels["compartments"][rib.labels["ribbon"]] == 1)
+    assert "ribbon" in set(rib.vesicles["pool"])
+
+
+def test_cryo_contrast_is_inverted():
+    cryo = simulate_cryo_tomogram((32, 128, 128), seed=3)
+    rt = simulate_tomogram((32, 128, 128), (1.2, 1.2, 1.2), seed=3)
+    assert cryo.modality == "cryo" and cryo.voxel_size_nm == (1.2, 1.2, 1.2)
+    membrane = cryo.labels["membrane"]
+    assert cryo.raw[membrane].mean() > 0 > rt.raw[membrane].mean()
+
+
+def test_neuropil_partner_table_matches_labels(neuropil):
+    table, vox = neuropil.partners, neuropil.voxel_size_nm
+    assert list(table.columns) == list(PARTNER_COLUMNS)
+    assert len(table) >= 2
+    neurons = neuropil.labels["neurons"]
+    for row in table.itertuples():
+        pre_idx = tuple(int(round(c / v)) for c, v in zip((row.pre_z_nm, row.pre_y_nm, row.pre_x_nm), vox))
+        post_idx = tuple(int(round(c / v)) for c, v in zip((row.post_z_nm, row.post_y_nm, row.post_x_nm), vox))
+        assert neurons[pre_idx] == row.pre_label
+        assert neurons[post_idx] == row.post_label
+        assert neuropil.labels["tbar"][pre_idx]
+        assert row.pre_label != row.post_label
+    # polyadic: every synapse has one pre-synaptic and at least two partners
+    per_synapse = table.groupby("synapse_id").agg(n_pre=("pre_label", "nunique"), n_post=("post_label", "nunique"))
+    assert (per_synapse["n_pre"] == 1).all() and (per_synapse["n_post"] >= 2).all()
+    assert neuropil.raw.dtype == np.uint8 and neuropil.raw.shape == neurons.shape
+
+
+def test_write_simulation_roundtrip(sim, tmp_path):
+    paths = write_simulation(sim, tmp_path / "out")
+    names = {p.name for p in paths}
+    assert {"raw.tif", "vesicles.tif", "active_zone.tif", "vesicles.csv"} <= names
+    with tifffile.TiffFile(tmp_path / "out" / "raw.tif") as tif:
+        np.testing.assert_array_equal(tif.asarray(), sim.raw)
+        assert tif.imagej_metadata["spacing"] == pytest.approx(VOXEL_NM[0])
+        assert tif.imagej_metadata["unit"] == "nm"
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert den / num == pytest.approx(VOXEL_NM[2], rel=1e-4)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "vesicles.tif"), sim.labels["vesicles"])
+
+
+def test_training_pairs_yield_targets():
+    pairs = list(training_pairs("sstem", seeds=[0], shape=(4, 96, 96)))
+    assert len(pairs) == 1
+    raw, targets = pairs[0]
+    assert raw.shape == (4, 96, 96) and raw.dtype == np.float32
+    assert targets["neurons_boundaries"].dtype == np.float32
+    with pytest.raises(ValueError, match="kind"):
+        next(training_pairs("nope", [0], (4, 32, 32)))
