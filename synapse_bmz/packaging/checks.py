@@ -1,0 +1,156 @@
+"""Consumer contracts of a package: what ilastik, deepImageJ, BioEngine and
+bioimageio.core need to load it. Each check returns a list of problems
+(empty = passes), so tests and ``synapse-bmz package test`` share them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import yaml
+
+from ..zoo.registry import resolve_package, sha256_file
+
+MAX_ONNX_OPSET = 17
+# aten operators that deepImageJ's PyTorch engines (1.13.1 .. 2.0.0) execute
+DEEPIMAGEJ_TORCHSCRIPT_OPS = {
+    "aten::_convolution", "aten::conv2d", "aten::conv3d", "aten::batch_norm",
+    "aten::relu", "aten::relu_", "aten::max_pool2d", "aten::max_pool3d",
+    "aten::conv_transpose2d", "aten::conv_transpose3d", "aten::cat", "aten::sigmoid",
+    "prim::Constant", "prim::ListConstruct", "prim::GetAttr", "prim::CallMethod",
+    "prim::TupleConstruct", "prim::TupleUnpack", "prim::NumToTensor", "aten::size",
+    "aten::Int", "aten::add", "aten::add_",
+}
+
+
+def test_all_weight_formats(source) -> Dict[str, str]:
+    """bioimageio.core's ``test_model`` for every weight format: format -> status."""
+    from bioimageio.core import test_model
+
+    rdf = resolve_package(source)
+    raw = yaml.safe_load(rdf.read_text())
+    return {fmt: test_model(rdf, weight_format=fmt).status for fmt in raw["weights"]}
+
+
+def rdf_problems(rdf_path: Path) -> List[str]:
+    """Static checks of the RDF text for old spec readers and deepImageJ."""
+    rdf = yaml.safe_load(Path(rdf_path).read_text())
+    problems = []
+    if rdf.get("format_version") != "0.5.10":
+        problems.append(f"format_version is {rdf.get('format_version')!r}, not '0.5.10'")
+    if not isinstance(rdf.get("documentation"), str):
+        problems.append("documentation is not a plain string")
+    if not all(isinstance(c, str) for c in rdf.get("covers", [None])):
+        problems.append("covers are not plain strings")
+    if "github_user" in json.dumps(rdf):
+        problems.append("github_user present (triggers network calls in offline containers)")
+    if len(rdf.get("inputs", [])) != 1:
+        problems.append("need exactly one input tensor")
+    for t in rdf.get("inputs", []):
+        ids = [a.get("id", a["type"]) for a in t["axes"]]
+        if ids[:2] != ["batch", "channel"] or not set(ids[2:]) <= {"z", "y", "x"}:
+            problems.append(f"input axes {ids} are not b, c, [z,] y, x")
+        for a in t["axes"][2:]:
+            size = a.get("size")
+            if not (isinstance(size, dict) and size.get("min", 0) > 0 and size.get("step", 0) > 0):
+                problems.append(f"input axis {a.get('id')} lacks a ParameterizedSize min/step")
+    for t in rdf.get("outputs", []):
+        if not any(a.get("halo") for a in t["axes"] if a["type"] == "space"):
+            problems.append(f"output {t['id']} declares no halo")
+    base = Path(rdf_path).parent
+    for name, entry in _file_entries(rdf):
+        if Path(entry["source"]).is_absolute() or ".." in Path(entry["source"]).parts:
+            problems.append(f"{name}: source {entry['source']} is not a relative path inside the package")
+        elif not entry.get("sha256"):
+            problems.append(f"{name}: no sha256")
+        elif sha256_file(base / entry["source"]) != entry["sha256"]:
+            problems.append(f"{name}: sha256 mismatch")
+    return problems
+
+
+def _file_entries(rdf: dict):
+    for t in rdf.get("inputs", []) + rdf.get("outputs", []):
+        yield f"{t['id']} test tensor", t["test_tensor"]
+    for fmt, w in rdf.get("weights", {}).items():
+        yield f"{fmt} weights", w
+        if "architecture" in w and "source" in w["architecture"]:
+            yield f"{fmt} architecture", w["architecture"]
+    for a in rdf.get("attachments", []):
+        yield "attachment", a
+
+
+def torchscript_problems(rdf_path: Path) -> List[str]:
+    """Load the torchscript in a fresh interpreter that cannot import synapse_bmz,
+    run the test input, and list operators deepImageJ's engines lack."""
+    rdf = yaml.safe_load(Path(rdf_path).read_text())
+    base = Path(rdf_path).parent
+    ts = base / rdf["weights"]["torchscript"]["source"]
+    script = (
+        "import sys, json; sys.modules['synapse_bmz'] = None\n"
+        "import numpy as np, torch\n"
+        f"m = torch.jit.load({str(ts)!r}, map_location='cpu')\n"
+        f"x = torch.from_numpy(np.load({str(base / rdf['inputs'][0]['test_tensor']['source'])!r}))\n"
+        "y = m(x).detach().numpy()\n"
+        f"ref = np.load({str(base / rdf['outputs'][0]['test_tensor']['source'])!r})\n"
+        "ops = sorted({n.kind() for n in m.inlined_graph.nodes()})\n"
+        "print(json.dumps({'max_abs_diff': float(np.abs(y - ref).max()), 'ops': ops}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=base)
+    if proc.returncode != 0:
+        return [f"torch.jit.load failed in a fresh process: {proc.stderr.strip().splitlines()[-1:]}"]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    problems = [f"operator {op} is not executed by deepImageJ's PyTorch 1.13 engine"
+                for op in res["ops"] if op not in DEEPIMAGEJ_TORCHSCRIPT_OPS]
+    if res["max_abs_diff"] > 1e-4:
+        problems.append(f"torchscript output differs from the test output by {res['max_abs_diff']:.2e}")
+    return problems
+
+
+def onnx_problems(rdf_path: Path) -> List[str]:
+    """ONNX is one file (no external data), opset <= 17, and onnxruntime
+    reproduces the test output within the RDF's tolerance."""
+    import onnx
+    import onnxruntime as ort
+
+    rdf = yaml.safe_load(Path(rdf_path).read_text())
+    base = Path(rdf_path).parent
+    path = base / rdf["weights"]["onnx"]["source"]
+    problems = []
+    model = onnx.load(str(path), load_external_data=False)
+    if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
+        problems.append("ONNX uses external data files")
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset > MAX_ONNX_OPSET:
+        problems.append(f"ONNX opset {opset} > {MAX_ONNX_OPSET} (deepImageJ's ONNX engine)")
+    x = np.load(base / rdf["inputs"][0]["test_tensor"]["source"])
+    ref = np.load(base / rdf["outputs"][0]["test_tensor"]["source"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    tol = rdf["config"]["bioimageio"]["reproducibility_tolerance"][0]
+    bad = ~np.isclose(y, ref, atol=tol["absolute_tolerance"], rtol=tol["relative_tolerance"])
+    if bad.sum() / bad.size * 1e6 > tol["mismatched_elements_per_million"]:
+        problems.append(f"onnxruntime output mismatches in {int(bad.sum())} elements (max diff {np.abs(y - ref).max():.2e})")
+    return problems
+
+
+def zip_package(folder: Path, zip_path: Path) -> Path:
+    """Zip a package folder with relative member names only."""
+    folder = Path(folder)
+    tmp = zip_path.with_name(f".{zip_path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.iterdir()):
+            if f.is_file():
+                zf.write(f, arcname=f.name)
+    tmp.replace(zip_path)
+    return zip_path
+
+
+def zip_problems(zip_path: Path) -> List[str]:
+    with zipfile.ZipFile(zip_path) as zf:
+        return [f"absolute or parent path in zip: {n}" for n in zf.namelist()
+                if n.startswith("/") or ".." in Path(n).parts or ":" in n]
