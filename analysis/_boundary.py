@@ -57,6 +57,8 @@ def object_boundaries(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]
         if box is None:
             continue
         label = index + 1
+        # one voxel of margin so that the box edge is not mistaken for the volume edge
+        box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, labels.shape))
         mask = labels[box] == label
         offset = np.array([s.start for s in box])
         points.append(np.argwhere(boundary_mask(mask)) + offset)

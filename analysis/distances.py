@@ -150,12 +150,16 @@ def distances_to_structure(
         obj_vox = all_points[best]
         str_vox = structure_vox[idx[best]]
         distance = surface_gap_nm((obj_vox - str_vox) * spacing, spacing)
-        # objects overlapping the structure: distance 0 at an overlap voxel
-        overlap = structure[tuple(all_points.T)]
-        for k in np.flatnonzero(np.add.reduceat(overlap, starts) > 0):
-            hit = all_points[starts[k] + np.argmax(overlap[starts[k] : starts[k] + counts[k]])]
-            obj_vox[k] = str_vox[k] = hit
-            distance[k] = 0.0
+        # objects overlapping the structure (anywhere inside): distance 0 at an overlap voxel
+        structure_all = np.argwhere(structure)
+        owners = labels[tuple(structure_all.T)]
+        hit_labels, first = np.unique(owners, return_index=True)
+        row_of = {int(l): k for k, l in enumerate(object_labels)}
+        for label, k in zip(hit_labels, first):
+            if label != 0:
+                row = row_of[int(label)]
+                obj_vox[row] = str_vox[row] = structure_all[k]
+                distance[row] = 0.0
         obj_pt, struct_pt = obj_vox * spacing, str_vox * spacing
     table = {"label": object_labels, "distance_nm": distance}
     table.update(_point_columns("object", obj_pt, labels.ndim))
