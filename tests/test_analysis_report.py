@@ -64,3 +64,16 @@ def test_report_renders_in_headless_chromium(result, tmp_path):
 def test_rejects_mismatched_shapes(tmp_path):
     with pytest.raises(ValueError, match="active_zone"):
         analyze(np.zeros((4, 8, 8), int), {"active_zone": np.zeros((4, 8, 9), bool)}, (1, 1, 1), None, tmp_path)
+
+
+def test_xlsx_on_request(tmp_path):
+    pytest.importorskip("openpyxl")
+    labels = np.zeros((6, 20, 20), np.int32)
+    labels[2:4, 5:8, 5:8] = 1
+    labels[2:4, 12:15, 12:15] = 2
+    az = np.zeros(labels.shape, bool)
+    az[:, 0:2, :] = True
+    paths = analyze(labels, {"active_zone": az}, (2.0, 1.0, 1.0), None, tmp_path, xlsx=True)
+    table = pd.read_excel(paths["vesicles_xlsx"])
+    assert table["label"].tolist() == [1, 2]
+    assert table["distance_to_active_zone_nm"].tolist() == pytest.approx([3.5, 10.5])
