@@ -78,7 +78,7 @@ CRYO_IMAGING = ImagingParams(
     dose_per_pixel=100.0,
     read_noise=0.0,
     blur_sigma_nm=1.5,
-    contrast_per_nm=0.02,
+    contrast_per_nm=0.035,
 )
 
 
