@@ -84,10 +84,10 @@ def random_sphere_centers(
     rng : numpy.random.Generator
     min_gap : float
         Minimum surface-to-surface gap between spheres in voxels.
-    forbidden : (M, ndim) ndarray of bool mask, optional
-        Boolean volume of ``shape``; spheres whose centre is within ``radius + min_gap``
-        of a forbidden voxel are rejected (checked at the centre voxel only
-        through a distance map computed by the caller, see ``random_vesicle_volume``).
+    forbidden : ndarray of float, optional
+        Distance map of ``shape`` (voxels) to a region spheres must avoid; a
+        candidate is rejected when the map at its centre voxel is below
+        ``radius + min_gap`` (see ``random_vesicle_volume``).
     max_tries : int
         Number of candidate centres tried at most.
 
