@@ -52,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["test"], help="`test`: run bioimageio.core's test for every weight format")
     k.add_argument("package", help="package name, folder, .zip or rdf.yaml")
 
+    n = sub.add_parser("analyze", help="distances, morphology, pools: tables and an HTML report")
+    n.add_argument("segmentations", nargs="+",
+                   help="label images; NAME=PATH names a structure (active_zone, membrane, ribbon, psd), "
+                        "otherwise the file name is the name; the one named 'vesicles' holds the vesicles")
+    n.add_argument("--raw", help="raw image of the same shape (intensity statistics, slice views)")
+    n.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    n.add_argument("--voxel-size", type=_floats, help="voxel size in nm, z,y,x or y,x (when the files have none)")
+    n.add_argument("--pool-rules", type=Path, help="YAML pool rules replacing the SynapseNet defaults")
+    n.add_argument("--xlsx", action="store_true", help="also write Excel tables")
+
     t = sub.add_parser("train", help="train a U-Net from a YAML config and write a package")
     t.add_argument("config", type=Path)
     t.add_argument("-o", "--output", type=Path, help="package folder (default: model_packages/<name>)")
@@ -92,6 +102,16 @@ def cmd_package(a: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_analyze(a: argparse.Namespace) -> int:
+    from .analyze import analyze_files
+
+    paths = analyze_files(a.segmentations, a.output, raw=a.raw, voxel_size_nm=a.voxel_size,
+                          pool_rules=a.pool_rules, xlsx=a.xlsx)
+    for key, path in paths.items():
+        print(f"{key}: {path}")
+    return 0
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from .training.pipeline import train_and_package
 
@@ -121,6 +141,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_run(a)
         if a.command == "package":
             return cmd_package(a)
+        if a.command == "analyze":
+            return cmd_analyze(a)
         if a.command == "train":
             return cmd_train(a)
     except SynapseBmzError as e:
