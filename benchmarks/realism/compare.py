@@ -127,6 +127,18 @@ def wedge_ratio(volume, axis_x):
     return float(power[band & (angle < 20)].mean() / power[band & (angle > 40)].mean())
 
 
+def save_small_png(fig, path, dpi=55):
+    """Save ``fig`` as a palette PNG (64 colours) to keep committed figures small."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    buffer.seek(0)
+    Image.open(buffer).convert("RGB").quantize(64).save(path, optimize=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -215,14 +227,14 @@ def main(argv=None) -> int:
     ax[1, 2].set_xlabel("nm from vesicle centre"); ax[1, 2].set_title("mean vesicle profile"); ax[1, 2].legend(fontsize=7)
     for a in ax[0]:
         a.axis("off")
-    fig.tight_layout(); fig.savefig(args.out / "rt_vs_epfl.png", dpi=60); plt.close(fig)
+    fig.tight_layout(); save_small_png(fig, args.out / "rt_vs_epfl.png"); plt.close(fig)
 
     fig, ax = plt.subplots(1, 2, figsize=(4, 2.2))
     ax[0].imshow(sim_patch, cmap="gray"); ax[0].set_title(f"sim (n={n_sim})", fontsize=8)
     ax[1].imshow(real_patch, cmap="gray"); ax[1].set_title(f"EPFL (n={n_real})", fontsize=8)
     for a in ax:
         a.axis("off")
-    fig.tight_layout(); fig.savefig(args.out / "mean_vesicle_patch.png", dpi=70); plt.close(fig)
+    fig.tight_layout(); save_small_png(fig, args.out / "mean_vesicle_patch.png", dpi=70); plt.close(fig)
 
     # -------------------------------------------------------------- cryo vs tomo.tif
     cryo = simulate_cryo_tomogram(seed=args.seed)
@@ -259,7 +271,7 @@ def main(argv=None) -> int:
     ax[1, 2].imshow(xz, cmap="magma", aspect="auto"); ax[1, 2].set_title("real |F(kz,kx)|^2 (log)")
     for a in ax[0]:
         a.axis("off")
-    fig.tight_layout(); fig.savefig(args.out / "cryo_vs_real.png", dpi=60); plt.close(fig)
+    fig.tight_layout(); save_small_png(fig, args.out / "cryo_vs_real.png"); plt.close(fig)
 
     (args.out / "realism.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
