@@ -1,0 +1,128 @@
+"""Recipe dispatcher: a model's prediction in, instance labels out.
+
+A bioimage.io package names its recipe in ``config.synapse_bmz``; the runner
+calls ``apply_recipe(name, prediction, voxel_size_nm, params)``. Each recipe
+takes the channel-first prediction ``(C, Z, Y, X)`` or ``(C, Y, X)`` and
+returns uint32 labels of the spatial shape. Channel order per recipe:
+
+==============  ==========================================  =================
+recipe          channels                                    function
+==============  ==========================================  =================
+vesicles        (foreground, boundary)                      segment_vesicles
+mitochondria    (foreground, boundary)                      segment_mitochondria
+active_zone     (active zone,)                              segment_active_zone
+clefts          (cleft,)                                    segment_clefts
+compartments    (boundary,)                                 segment_compartments
+ribbon          (ribbon, presynaptic density, membrane)     segment_ribbon
+==============  ==========================================  =================
+
+``ribbon`` returns one volume with ribbon = 1, presynaptic density = 2,
+membrane = 3. Parameters are the keyword arguments of the functions (sizes
+in nm); array-valued options (e.g. ``vesicles=`` for ribbon) are only
+available through the functions.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .active_zone import segment_active_zone
+from .clefts import segment_clefts
+from .compartments import segment_compartments
+from .mitochondria import segment_mitochondria
+from .ribbon import segment_ribbon
+from .vesicles import segment_vesicles
+
+__all__ = ["RECIPES", "CHANNELS", "apply_recipe"]
+
+#: Channel names of each recipe's input, in order.
+CHANNELS: dict[str, tuple[str, ...]] = {
+    "vesicles": ("foreground", "boundary"),
+    "mitochondria": ("foreground", "boundary"),
+    "active_zone": ("active_zone",),
+    "clefts": ("cleft",),
+    "compartments": ("boundary",),
+    "ribbon": ("ribbon", "presynaptic_density", "membrane"),
+}
+
+
+def _vesicles(prediction, voxel_size_nm, **params):
+    return segment_vesicles(prediction[0], prediction[1], voxel_size_nm, **params)
+
+
+def _mitochondria(prediction, voxel_size_nm, **params):
+    return segment_mitochondria(prediction[0], prediction[1], voxel_size_nm, **params)
+
+
+def _active_zone(prediction, voxel_size_nm, **params):
+    return segment_active_zone(prediction[0], voxel_size_nm, **params)
+
+
+def _clefts(prediction, voxel_size_nm, **params):
+    return segment_clefts(prediction[0], voxel_size_nm, **params)
+
+
+def _compartments(prediction, voxel_size_nm, **params):
+    return segment_compartments(prediction[0], voxel_size_nm, **params)
+
+
+def _ribbon(prediction, voxel_size_nm, **params):
+    return segment_ribbon(prediction[0], prediction[1], prediction[2], voxel_size_nm, **params)
+
+
+#: Recipe name -> ``f(prediction, voxel_size_nm, **params) -> labels``.
+RECIPES: dict[str, Callable[..., np.ndarray]] = {
+    "vesicles": _vesicles,
+    "mitochondria": _mitochondria,
+    "active_zone": _active_zone,
+    "clefts": _clefts,
+    "compartments": _compartments,
+    "ribbon": _ribbon,
+}
+
+
+def apply_recipe(
+    name: str,
+    prediction: np.ndarray,
+    voxel_size_nm: Sequence[float],
+    params: dict | None = None,
+) -> np.ndarray:
+    """Run the post-processing recipe ``name`` on a network prediction.
+
+    Parameters
+    ----------
+    name : str
+        Recipe name, a key of ``RECIPES``.
+    prediction : (C, Z, Y, X) or (C, Y, X) ndarray of float
+        Channel-first probabilities in [0, 1]; channel order per recipe in
+        ``CHANNELS`` (extra trailing channels are ignored).
+    voxel_size_nm : sequence of float
+        Voxel size in nm per spatial axis, (z, y, x) or (y, x).
+    params : dict, optional
+        Keyword parameters of the recipe function (sizes in nm).
+
+    Returns
+    -------
+    (Z, Y, X) or (Y, X) ndarray of uint32
+        Instance labels, 0 = background.
+
+    Raises
+    ------
+    KeyError
+        Unknown recipe name (the message lists the available recipes).
+    ValueError
+        Too few channels or a spatial rank other than 2 or 3.
+    """
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; available recipes: {', '.join(sorted(RECIPES))}")
+    prediction = np.asarray(prediction)
+    needed = CHANNELS[name]
+    if prediction.ndim not in (3, 4) or prediction.shape[0] < len(needed):
+        raise ValueError(
+            f"recipe {name!r} needs a channel-first prediction (C, [Z,] Y, X) with "
+            f"channels {needed}, got shape {prediction.shape}"
+        )
+    labels = RECIPES[name](prediction, voxel_size_nm, **(params or {}))
+    return np.asarray(labels, dtype=np.uint32)
