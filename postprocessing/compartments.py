@@ -30,7 +30,8 @@ def link_slices(slices: np.ndarray, min_overlap: float, min_slices: int) -> np.n
         Labels of each z-slice, unique over the whole volume, 0 = background.
     min_overlap : float
         Segments ``a`` (slice z) and ``b`` (slice z+1) are joined when their
-        overlap exceeds ``min_overlap * min(area(a), area(b))``.
+        overlap exceeds ``min_overlap * max(area(a), area(b))``, so a segment
+        that merges two compartments in one slice joins neither.
     min_slices : int
         3D objects present in fewer slices are removed.
 
@@ -46,7 +47,7 @@ def link_slices(slices: np.ndarray, min_overlap: float, min_slices: int) -> np.n
     both = (a > 0) & (b > 0)
     pairs, counts = np.unique(a[both] * n + b[both], return_counts=True)
     a, b = pairs // n, pairs % n
-    linked = counts > min_overlap * np.minimum(areas[a], areas[b])
+    linked = counts > min_overlap * np.maximum(areas[a], areas[b])
     graph = coo_matrix((np.ones(int(linked.sum())), (a[linked], b[linked])), shape=(n, n))
     _, root = connected_components(graph, directed=False)
     root = root.astype(np.int64) + 1
@@ -91,7 +92,7 @@ def segment_compartments(
         3D objects spanning fewer z-slices are removed (3D input only).
         Default 5.
     min_overlap : float, optional
-        Overlap fraction (of the smaller segment) that joins two segments in
+        Overlap fraction (of the larger segment) that joins two segments in
         consecutive slices. Default 0.5.
 
     Returns

@@ -51,7 +51,7 @@ def _geodesic_band(membrane, start, voxel, max_distance_nm):
         return np.zeros(membrane.shape, bool)
     costs = np.where(membrane, 1.0, np.inf)
     mcp = MCP_Geometric(costs, sampling=voxel)
-    distance, _ = mcp.find_costs(starts, max_cost=max_distance_nm)
+    distance, _ = mcp.find_costs(starts)
     return membrane & (distance <= max_distance_nm)
 
 
