@@ -1,0 +1,124 @@
+"""Block-wise recipes equal whole-volume recipes up to relabelling."""
+
+import numpy as np
+import pytest
+import zarr
+
+from postprocessing import apply_recipe, apply_recipe_blockwise
+from postprocessing.blockwise import iter_blocks
+from postprocessing.compare import same_partition
+from postprocessing.synthetic import place_balls, vesicle_prediction
+
+
+def as_zarr(array, chunks):
+    z = zarr.create_array(store={}, shape=array.shape, chunks=chunks, dtype=array.dtype)
+    z[...] = array
+    return z
+
+
+def empty_out(shape, chunks):
+    return zarr.create_array(store={}, shape=shape, chunks=chunks, dtype="uint32", fill_value=0)
+
+
+def run_both(name, prediction, voxel, params, block_shape, halo, n_workers=1):
+    whole = apply_recipe(name, prediction, voxel, params)
+    spatial = prediction.shape[1:]
+    pred = as_zarr(prediction, (prediction.shape[0],) + tuple(block_shape))
+    out = empty_out(spatial, block_shape)
+    apply_recipe_blockwise(name, pred, voxel, params, out, block_shape, halo, n_workers=n_workers)
+    return whole, out[...]
+
+
+def vesicles(shape, n, radii, seed, gap=1.0):
+    rng = np.random.default_rng(seed)
+    centers, r = place_balls(shape, n, radii, rng, gap=gap)
+    fg, bd, truth = vesicle_prediction(shape, centers, r)
+    return np.stack([fg, bd]), truth
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_vesicles_blockwise_equals_whole(n_workers):
+    prediction, truth = vesicles((40, 96, 96), 40, (5, 8), seed=0, gap=-0.5)
+    params = {"vesicle_radius_nm": 6.5}
+    whole, blockwise = run_both("vesicles", prediction, (1.0,) * 3, params, (20, 32, 32), 24, n_workers)
+    # Objects cut by block faces exist, and are stitched.
+    cut = {int(v) for v in np.unique(whole[:, 31:33, :]) if v} & {int(v) for v in np.unique(whole[:, 30, :]) if v}
+    assert cut
+    assert whole.max() > 30
+    assert same_partition(whole, blockwise)
+    # Labels are 1..N in raster order of first voxel.
+    assert blockwise.max() == len(np.unique(blockwise)) - 1
+
+
+def test_vesicles_blockwise_2d():
+    # gap=3: clusters of touching vesicles stay below 36 px, within the halo.
+    prediction, _ = vesicles((128, 128), 80, (3.5, 5.0), seed=1, gap=3.0)
+    whole, blockwise = run_both("vesicles", prediction, (5.0, 5.0), None, (40, 40), 36)
+    assert whole.max() > 50 and same_partition(whole, blockwise)
+
+
+def test_too_small_halo_is_detectably_different():
+    prediction, _ = vesicles((32, 64, 64), 20, (8, 10), seed=2)
+    params = {"vesicle_radius_nm": 9.0}
+    whole, blockwise = run_both("vesicles", prediction, (1.0,) * 3, params, (16, 16, 16), 1)
+    assert not same_partition(whole, blockwise)
+
+
+@pytest.mark.parametrize("name", ["clefts", "active_zone"])
+def test_threshold_recipes_blockwise(name):
+    rng = np.random.default_rng(3)
+    prob = np.zeros((24, 64, 64), np.float32)
+    for _ in range(25):
+        z, y, x = rng.integers(0, [22, 56, 56])
+        prob[z : z + 2, y : y + 8, x : x + rng.integers(2, 8)] = 0.9
+    whole, blockwise = run_both(name, prob[None], (4.0, 4.0, 4.0), {"min_volume_nm3": 600.0}, (12, 24, 24), 10)
+    assert whole.max() > 10 and same_partition(whole, blockwise)
+
+
+def test_mitochondria_blockwise():
+    prediction, _ = vesicles((32, 96, 96), 12, (8, 12), seed=4, gap=3.0)
+    params = {"seed_distance_nm": 8.0, "min_volume_nm3": 4000.0}
+    whole, blockwise = run_both("mitochondria", prediction, (2.0,) * 3, params, (16, 48, 48), 28)
+    assert whole.max() >= 10 and same_partition(whole, blockwise)
+
+
+def test_compartments_blockwise_small_objects():
+    boundary = np.ones((16, 64, 64), np.float32)
+    for y in range(2, 62, 15):
+        for x in range(2, 62, 15):
+            boundary[2:14, y : y + 12, x : x + 12] = 0
+    params = {"seed_distance_nm": 4.0, "min_area_nm2": 200.0, "min_slices": 5}
+    whole, blockwise = run_both("compartments", boundary[None], (2.0,) * 3, params, (8, 32, 32), 16)
+    assert whole.max() == 16 and same_partition(whole, blockwise)
+
+
+def test_ribbon_is_not_blockwise():
+    with pytest.raises(ValueError, match="whole volume"):
+        apply_recipe_blockwise(
+            "ribbon", np.zeros((3, 8, 8, 8), np.float32), (1.0,) * 3, None,
+            np.zeros((8, 8, 8), np.uint32), (4, 4, 4), 2,
+        )
+
+
+def test_blockwise_checks_out_shape_and_name():
+    prediction = np.zeros((2, 8, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="out"):
+        apply_recipe_blockwise("vesicles", prediction, (1.0,) * 3, None, np.zeros((8, 8, 4), np.uint32), 4, 2)
+    with pytest.raises(KeyError, match="clefts"):
+        apply_recipe_blockwise("nuclei", prediction, (1.0,) * 3, None, np.zeros((8, 8, 8), np.uint32), 4, 2)
+
+
+def test_blocks_cover_volume_once():
+    count = np.zeros((10, 13, 7), int)
+    for inner, outer in iter_blocks(count.shape, (4, 5, 3), (2, 2, 2)):
+        count[inner] += 1
+        assert all(o.start <= i.start and o.stop >= i.stop for i, o in zip(inner, outer))
+    assert (count == 1).all()
+
+
+def test_blockwise_accepts_numpy_arrays():
+    prediction, _ = vesicles((24, 48, 48), 8, (5, 7), seed=5)
+    out = np.zeros(prediction.shape[1:], np.uint32)
+    apply_recipe_blockwise("vesicles", prediction, (1.0,) * 3, {"vesicle_radius_nm": 6.0}, out, (12, 24, 24), 18)
+    whole = apply_recipe("vesicles", prediction, (1.0,) * 3, {"vesicle_radius_nm": 6.0})
+    assert same_partition(whole, out)
