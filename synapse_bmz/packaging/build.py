@@ -77,27 +77,24 @@ def _architecture_kwargs(model) -> Dict[str, Any]:
 
 
 def activation_bytes_per_voxel(model, sample: np.ndarray) -> float:
-    """Sum of all module outputs' bytes per input voxel in one forward pass.
+    """Peak forward-pass memory per input voxel, measured with torch's profiler on CPU.
 
-    An upper bound of inference memory (not every activation is alive at
-    once), used by the runner to size tiles.
+    Allocations and frees are replayed in time order and the running total's
+    maximum divided by the input voxels. U-Net memory grows linearly with the
+    input, so the runner sizes tiles with this number (times a safety factor).
     """
     import torch
+    from torch.profiler import ProfilerActivity, profile
 
-    total = [0]
-
-    def hook(_m, _i, out):
-        if isinstance(out, torch.Tensor):
-            total[0] += out.numel() * out.element_size()
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            model(torch.from_numpy(sample))
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0] / float(np.prod(sample.shape))
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        model(torch.from_numpy(sample))
+    events = sorted((e.time_range.start, e.self_cpu_memory_usage)
+                    for e in prof.events() if e.self_cpu_memory_usage)
+    current = peak = 0
+    for _, used in events:
+        current += used
+        peak = max(peak, current)
+    return peak / float(np.prod(sample.shape))
 
 
 def build_package(

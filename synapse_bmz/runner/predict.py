@@ -17,6 +17,8 @@ from .session import ModelSession
 from .tiling import Tile, TilePlan, iter_tiles, plan_tiles
 
 DEFAULT_BYTES_PER_VOXEL = 2048.0
+# profiler peaks miss allocator slack and the pipeline's input/output copies
+MEMORY_SAFETY_FACTOR = 1.5
 
 
 def memory_budget_bytes(device: str) -> float:
@@ -46,7 +48,7 @@ def make_plan(session: ModelSession, volume_shape: Sequence[int], *, device: str
     bpv = (cfg.activation_bytes_per_voxel if cfg and cfg.activation_bytes_per_voxel else DEFAULT_BYTES_PER_VOXEL)
     return plan_tiles(
         spatial_shape, lay.min_size, lay.step, tuple(halo) if halo else lay.halo,
-        bytes_per_voxel=bpv,
+        bytes_per_voxel=bpv * MEMORY_SAFETY_FACTOR,
         memory_budget_bytes=budget_bytes if budget_bytes is not None else memory_budget_bytes(device),
         n_batch_items=n_items, tile=tile, batch_size=batch_size,
     )

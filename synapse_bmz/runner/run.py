@@ -112,6 +112,7 @@ def run_one(session: ModelSession, input_path: str, out_root: Path, options: Run
     from ..io import atomic_output, create_zarr_output, read_volume
 
     t_start = time.perf_counter()
+    _make_output_root(Path(out_root))
     out_dir = output_dir_for(Path(out_root), input_path)
     if out_dir.exists() and not options.overwrite:
         raise OutputError(f"{out_dir}: output exists (pass --overwrite to replace it)")
@@ -218,6 +219,13 @@ def _postprocess(pred, cfg, session, volume, factors, model_grid_vs, tmp: Path, 
     return labels_name, table_name, int(len(table))
 
 
+def _make_output_root(out_root: Path) -> None:
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out_root}: cannot create output folder: {e.strerror or e}") from None
+
+
 def run(model_source, inputs: Sequence[str], out_root: Path, options: Optional[RunOptions] = None) -> List[RunResult]:
     """Run a model package on files or folders of files.
 
@@ -240,10 +248,7 @@ def run(model_source, inputs: Sequence[str], out_root: Path, options: Optional[R
 
     options = options or RunOptions()
     out_root = Path(out_root)
-    try:
-        out_root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{out_root}: cannot create output folder: {e.strerror or e}") from None
+    _make_output_root(out_root)
     expanded: List[str] = []
     for item in inputs:
         expanded.extend(str(p) for p in list_inputs(item))

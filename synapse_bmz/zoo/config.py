@@ -45,8 +45,8 @@ class SynapseBmzConfig(BaseModel):
     postprocessing : PostprocessingSpec or None
         Recipe applied by ``synapse-bmz run`` unless ``--no-postprocess``.
     activation_bytes_per_voxel : float or None
-        Upper bound of forward-pass memory per input voxel, measured when the
-        package was built; the runner sizes tiles with it.
+        Peak forward-pass memory per input voxel (bytes), measured with the
+        torch profiler when the package was built; the runner sizes tiles with it.
     accuracy : dict
         Figures on the held-out split, as stated in the model card.
     """
