@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--pool-rules", type=Path, help="YAML pool rules replacing the SynapseNet defaults")
     n.add_argument("--xlsx", action="store_true", help="also write Excel tables")
 
+    m = sub.add_parser("simulate", help="simulated synapse EM with exact ground truth")
+    m.add_argument("kind", choices=["tomogram", "ribbon", "cryo", "sstem"])
+    m.add_argument("-o", "--output", required=True, type=Path, help="output folder (raw.tif, label tifs, csv tables)")
+    m.add_argument("--shape", type=_ints, help="z,y,x voxels (default: the generator's)")
+    m.add_argument("--voxel-size", type=_floats, help="z,y,x nm (default: the generator's)")
+    m.add_argument("--seed", type=int, default=0)
+
     t = sub.add_parser("train", help="train a U-Net from a YAML config and write a package")
     t.add_argument("config", type=Path)
     t.add_argument("-o", "--output", type=Path, help="package folder (default: model_packages/<name>)")
@@ -112,6 +119,25 @@ def cmd_analyze(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(a: argparse.Namespace) -> int:
+    from . import simulate as sim
+
+    kw = {"seed": a.seed}
+    if a.shape:
+        kw["shape"] = tuple(a.shape)
+    if a.voxel_size:
+        kw["voxel_size_nm"] = tuple(a.voxel_size)
+    if a.kind == "sstem":
+        result = sim.simulate_sstem_neuropil(**kw)
+    elif a.kind == "cryo":
+        result = sim.simulate_cryo_tomogram(**kw)
+    else:
+        result = sim.simulate_tomogram(ribbon=a.kind == "ribbon", **kw)
+    for path in sim.write_simulation(result, a.output):
+        print(path)
+    return 0
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from .training.pipeline import train_and_package
 
@@ -143,6 +169,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_package(a)
         if a.command == "analyze":
             return cmd_analyze(a)
+        if a.command == "simulate":
+            return cmd_simulate(a)
         if a.command == "train":
             return cmd_train(a)
     except SynapseBmzError as e:

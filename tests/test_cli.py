@@ -109,3 +109,14 @@ def test_models_table_lists_shipped_packages(capsys):
     assert "name" in out and "voxel_size_nm" in out
     for name in available_packages():
         assert name in out
+
+
+def test_simulate_command_writes_volumes_with_voxel_size(tmp_path, capsys):
+    from synapse_bmz.io import read_volume
+
+    assert main(["simulate", "tomogram", "-o", str(tmp_path / "sim"), "--shape", "16,64,64", "--seed", "2"]) == 0
+    raw = read_volume(tmp_path / "sim" / "raw.tif")
+    ves = read_volume(tmp_path / "sim" / "vesicles.tif")
+    assert raw.shape == ves.shape == (16, 64, 64)
+    assert raw.voxel_size_nm == ves.voxel_size_nm
+    assert (tmp_path / "sim" / "vesicles.csv").exists()
