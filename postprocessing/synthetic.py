@@ -72,7 +72,7 @@ def vesicle_prediction(
     centers: np.ndarray,
     radii: np.ndarray,
     *,
-    boundary_width: float = 1.5,
+    boundary_width: float = 2.0,
     voxel_size: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ideal foreground/boundary probabilities and true labels of balls.
@@ -86,8 +86,9 @@ def vesicle_prediction(
     radii : (N,) ndarray of float
         Radii in units of ``voxel_size`` (voxels if not given).
     boundary_width : float, optional
-        Half-width of the boundary shell ``|d - r| <= boundary_width``
-        (same unit as ``radii``).
+        Thickness of the boundary shell ``r - boundary_width < d <= r``
+        inside each ball (same unit as ``radii``), so that foreground plus
+        boundary is exactly the true object. Default 2.
     voxel_size : sequence of float, optional
         Physical voxel size per axis, for anisotropic balls.
 
@@ -96,7 +97,8 @@ def vesicle_prediction(
     foreground : ndarray of float32
         1 inside balls (``d <= r``), else 0.
     boundary : ndarray of float32
-        1 on the shell, else 0.
+        1 on the shell, else 0; the interior ``foreground & ~boundary`` is
+        the ball of radius ``r - boundary_width``.
     labels : ndarray of uint32
         Ball ``i`` has label ``i + 1``.
     """
@@ -107,7 +109,7 @@ def vesicle_prediction(
     boundary = np.zeros(shape, np.float32)
     labels = np.zeros(shape, np.uint32)
     for i, (c, r) in enumerate(zip(centers, radii)):
-        extent = (r + boundary_width + 1) / spacing
+        extent = (r + 1) / spacing
         lo = np.maximum(np.floor(c - extent).astype(int), 0)
         hi = np.minimum(np.ceil(c + extent).astype(int) + 1, shape)
         if np.any(hi <= lo):
@@ -118,5 +120,5 @@ def vesicle_prediction(
         ball = d <= r
         foreground[box][ball] = 1.0
         labels[box][ball] = i + 1
-        boundary[box][np.abs(d - r) <= boundary_width] = 1.0
+        boundary[box][ball & (d > r - boundary_width)] = 1.0
     return foreground, boundary, labels

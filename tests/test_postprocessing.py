@@ -41,7 +41,7 @@ def test_vesicles_2d_at_5nm_with_defaults():
     # EPFL FIB-SEM: 5 nm pixels, vesicles 35-50 nm in diameter (radius 3.5-5 px).
     rng = np.random.default_rng(1)
     centers, radii = place_balls((256, 256), 120, (3.5, 5.0), rng, gap=1.0)
-    fg, bd, truth = vesicle_prediction((256, 256), centers, radii, boundary_width=0.75)
+    fg, bd, truth = vesicle_prediction((256, 256), centers, radii, boundary_width=1.0)
     labels = segment_vesicles(fg, bd, (5.0, 5.0))
     assert match_instances(truth, labels)["f1"] == 1.0
     fast = segment_vesicles(fg, bd, (5.0, 5.0), mode="components")
