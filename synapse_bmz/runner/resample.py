@@ -60,10 +60,12 @@ class ResampledView:
     def __getitem__(self, key) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
         key = key + (slice(None),) * (self.ndim - len(key))
-        src_slices, coords = [], []
+        src_slices, coords, dropped = [], [], []
         for ax, (k, f, n_src, n_out, s) in enumerate(zip(key, self.factors, self.data.shape, self.shape, self.sigma)):
-            if isinstance(k, int):
-                k = slice(k, k + 1)
+            if isinstance(k, (int, np.integer)):
+                # an integer index drops its axis, as in numpy
+                dropped.append(ax)
+                k = slice(int(k), int(k) + 1)
             a, b, _ = k.indices(n_out)
             c = (np.arange(a, b) + 0.5) / f - 0.5
             margin = int(math.ceil(3 * s)) + 1
@@ -77,7 +79,7 @@ class ResampledView:
         for ax, c in enumerate(coords):
             if self.factors[ax] != 1.0 or block.shape[ax] != c.size:
                 block = _interp_axis(block, ax, c)
-        return block
+        return block.reshape([n for ax, n in enumerate(block.shape) if ax not in dropped]) if dropped else block
 
 
 def nearest_indices(n_out: int, factor: float, n_src: int) -> np.ndarray:
