@@ -77,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--iterations", type=int, help="override the config's iteration count")
     t.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
     t.add_argument("--quiet", action="store_true")
+
+    d = sub.add_parser("adapt", help="adapt a package to unlabelled data (mean-teacher self-training)")
+    d.add_argument("model", help="source package: name, folder, .zip or rdf.yaml (needs pytorch_state_dict weights)")
+    d.add_argument("inputs", nargs="+", help="unlabelled volumes or images, or folders of them")
+    d.add_argument("-o", "--output", required=True, type=Path, help="folder of the new package (its name is the package name)")
+    d.add_argument("--iterations", type=int, default=2000)
+    d.add_argument("--confidence", type=float, default=0.9, help="teacher probability needed for a pseudo-label (default 0.9)")
+    d.add_argument("--ema", type=float, default=0.99, help="teacher momentum (default 0.99)")
+    d.add_argument("--learning-rate", type=float, default=1e-4)
+    d.add_argument("--batch-size", type=int, default=4)
+    d.add_argument("--patch", type=_ints, help="patch per spatial axis, z,y,x or y,x (default 256x256 or 8x128x128)")
+    d.add_argument("--voxel-size", type=_floats, help="voxel size in nm, z,y,x or y,x (required when the files have none)")
+    d.add_argument("--license", help="SPDX licence of the new weights (default: the source's); CC-BY-NC-SA-3.0 for Drosophila VNC data")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", help="cuda or cpu (default: cuda if present)")
+    d.add_argument("--quiet", action="store_true")
     return p
 
 
@@ -147,6 +163,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(a: argparse.Namespace) -> int:
+    from .training.adapt import adapt_package
+
+    rdf = adapt_package(a.model, a.inputs, a.output, voxel_size_nm=a.voxel_size, iterations=a.iterations,
+                        confidence=a.confidence, ema=a.ema, learning_rate=a.learning_rate, batch_size=a.batch_size,
+                        patch=a.patch, seed=a.seed, device=a.device, license=a.license, progress=not a.quiet)
+    print(f"package written: {rdf}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
@@ -173,6 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_simulate(a)
         if a.command == "train":
             return cmd_train(a)
+        if a.command == "adapt":
+            return cmd_adapt(a)
     except SynapseBmzError as e:
         print(f"synapse-bmz: error: {e}", file=sys.stderr)
         return 2

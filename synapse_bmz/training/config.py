@@ -20,7 +20,14 @@ class DataConfig(BaseModel):
 
     ``raw`` and ``labels`` are folders of 2D images with matching file names
     (slices of one volume, sorted by name). ``labels`` are masks (> threshold
-    is foreground; instances are its connected components) or instance maps.
+    is foreground, boolean images as they are; instances are its connected
+    components) or instance maps.
+
+    The held-out split is either ``validation`` (file names) or
+    ``validation_z`` (``[start, stop)`` section indices in sorted order). For
+    a 3D model (``model.ndim: 3``) the slices are stacked into a volume and
+    the held-out sections form their own sub-volume; the remaining sections
+    are cut into contiguous runs (training never sees a held-out section).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -28,7 +35,8 @@ class DataConfig(BaseModel):
     labels: Path
     label_threshold: float = 127
     labels_are_instances: bool = False
-    validation: List[str]
+    validation: List[str] = Field(default_factory=list)
+    validation_z: Optional[List[int]] = None
     voxel_size_nm: List[float]
     licence: str = "unknown"
     citation: Optional[Dict[str, str]] = None
@@ -71,6 +79,7 @@ class PackageConfig(BaseModel):
     min_shape: List[int]
     step: List[int]
     postprocessing: Optional[Dict[str, Any]] = None
+    tags: Optional[List[str]] = None
     authors: List[str] = Field(default_factory=lambda: ["synapse-bmz developers"])
 
 
@@ -110,4 +119,20 @@ def load_train_config(path: Path) -> TrainConfig:
     for p in (cfg.data.raw, cfg.data.labels):
         if not p.exists():
             raise InputError(p, "training data not found (the shared EM data live in ../shared/data)")
+    _check_dims(cfg, path)
     return cfg
+
+
+def _check_dims(cfg: TrainConfig, path: Path) -> None:
+    """Per-axis lists must match ``model.ndim``; exactly one held-out split is named."""
+    nd = cfg.model.ndim
+    for name, values in (("data.voxel_size_nm", cfg.data.voxel_size_nm), ("train.patch", cfg.train.patch),
+                         ("package.halo", cfg.package.halo), ("package.min_shape", cfg.package.min_shape),
+                         ("package.step", cfg.package.step)):
+        if len(values) != nd:
+            raise InputError(path, f"{name}: needs {nd} entries for a {nd}D model, got {values}")
+    vz = cfg.data.validation_z
+    if bool(cfg.data.validation) == (vz is not None):
+        raise InputError(path, "data: give exactly one of `validation` (file names) or `validation_z` ([start, stop))")
+    if vz is not None and (len(vz) != 2 or not 0 <= vz[0] < vz[1]):
+        raise InputError(path, f"data.validation_z: expected [start, stop) with 0 <= start < stop, got {vz}")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from .augment import augment_pair
-from .targets import foreground_boundary_targets, instances_from_mask
+from .targets import foreground_boundary_targets, instances_from_mask, label_mask
 
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff"}
 
@@ -40,16 +40,30 @@ def _files(folder: Path) -> List[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def label_path(label_dir: Path, raw_file: Path) -> Path:
+    """The label image of ``raw_file``: same file name, else same stem with any image suffix
+    (``raw/00.tif`` -> ``synapses/00.png``)."""
+    exact = label_dir / raw_file.name
+    if exact.exists():
+        return exact
+    for suffix in sorted(IMAGE_SUFFIXES):
+        cand = label_dir / (raw_file.stem + suffix)
+        if cand.exists():
+            return cand
+    raise InputError(exact, "label image missing for " + raw_file.name)
+
+
 @dataclass
 class SliceDataset:
-    """Normalised 2D images with their targets.
+    """Normalised 2D images (or 3D sub-volumes) with their targets.
 
     Attributes
     ----------
-    raw : list of ndarray (Y, X) float32
-    targets : list of ndarray (C, Y, X) float32
-    instances : list of ndarray (Y, X) uint32 (ground-truth instances for evaluation)
+    raw : list of ndarray ([Z,] Y, X) float32
+    targets : list of ndarray (C, [Z,] Y, X) float32
+    instances : list of ndarray ([Z,] Y, X) uint32 (ground-truth instances for evaluation)
     names : list of str
+        File name of each 2D image; ``"NN.tif-MM.tif"`` (first and last section) for volumes.
     """
 
     raw: List[np.ndarray]
@@ -58,23 +72,36 @@ class SliceDataset:
     names: List[str]
 
 
+def validation_names(cfg, raw_files: Sequence[Path]) -> List[str]:
+    """File names of the held-out sections: ``data.validation`` or the ``data.validation_z`` range."""
+    if cfg.data.validation_z is None:
+        return list(cfg.data.validation)
+    start, stop = cfg.data.validation_z
+    if stop > len(raw_files):
+        raise InputError(cfg.data.raw, f"validation_z {[start, stop]} exceeds the {len(raw_files)} sections")
+    return [p.name for p in raw_files[start:stop]]
+
+
 def load_split(cfg) -> Tuple[SliceDataset, SliceDataset]:
-    """Load the training and validation slices named by a `TrainConfig`."""
+    """Load the training and validation data named by a `TrainConfig`.
+
+    2D models get one entry per slice; 3D models one normalised sub-volume per
+    contiguous run of training sections and per run of held-out sections.
+    """
     raw_files = _files(cfg.data.raw)
     label_dir = cfg.data.labels
     if not raw_files:
         raise InputError(cfg.data.raw, "no images found")
-    val_names = set(cfg.data.validation)
+    if cfg.model.ndim == 3:
+        return _load_volumes(cfg, raw_files)
+    val_names = set(validation_names(cfg, raw_files))
     missing = val_names - {p.name for p in raw_files}
     if missing:
         raise InputError(cfg.data.raw, f"validation images not found: {sorted(missing)}")
     train, val = SliceDataset([], [], [], []), SliceDataset([], [], [], [])
     for f in raw_files:
-        lab_path = label_dir / f.name
-        if not lab_path.exists():
-            raise InputError(lab_path, "label image missing for " + f.name)
-        lab = read_slice(lab_path)
-        inst = lab.astype(np.uint32) if cfg.data.labels_are_instances else instances_from_mask(lab > cfg.data.label_threshold)
+        lab = read_slice(label_path(label_dir, f))
+        inst = lab.astype(np.uint32) if cfg.data.labels_are_instances else instances_from_mask(label_mask(lab, cfg.data.label_threshold))
         tgt = foreground_boundary_targets(inst) if cfg.target == "foreground_boundary" else (inst > 0)[None].astype(np.float32)
         ds = val if f.name in val_names else train
         ds.raw.append(normalise(read_slice(f)))
@@ -84,26 +111,78 @@ def load_split(cfg) -> Tuple[SliceDataset, SliceDataset]:
     return train, val
 
 
+def _runs(indices: Sequence[int]) -> List[List[int]]:
+    """Split sorted indices into runs of consecutive values."""
+    runs: List[List[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _load_volumes(cfg, raw_files: Sequence[Path]) -> Tuple[SliceDataset, SliceDataset]:
+    """Stack the slices, cut held-out and training runs, normalise each as one volume."""
+    val_names = set(validation_names(cfg, raw_files))
+    missing = val_names - {p.name for p in raw_files}
+    if missing:
+        raise InputError(cfg.data.raw, f"validation images not found: {sorted(missing)}")
+    labels = []
+    for f in raw_files:
+        lab = read_slice(label_path(cfg.data.labels, f))
+        # threshold per slice: a folder may mix boolean and 8-bit masks
+        labels.append(lab if cfg.data.labels_are_instances else label_mask(lab, cfg.data.label_threshold))
+    raw, labels = np.stack([read_slice(f) for f in raw_files]), np.stack(labels)
+    vz, vy = cfg.data.voxel_size_nm[0], min(cfg.data.voxel_size_nm[1:])
+    in_plane = vz > 2 * vy
+    train, val = SliceDataset([], [], [], []), SliceDataset([], [], [], [])
+    for held_out in (False, True):
+        idx = [i for i, f in enumerate(raw_files) if (f.name in val_names) == held_out]
+        for run in _runs(idx):
+            sl = slice(run[0], run[-1] + 1)
+            lab = labels[sl]
+            inst = lab.astype(np.uint32) if cfg.data.labels_are_instances else instances_from_mask(lab, volumetric=True)
+            tgt = (foreground_boundary_targets(inst, in_plane=in_plane) if cfg.target == "foreground_boundary"
+                   else (inst > 0)[None].astype(np.float32))
+            ds = val if held_out else train
+            ds.raw.append(normalise(raw[sl]))
+            ds.targets.append(tgt)
+            ds.instances.append(inst)
+            ds.names.append(f"{raw_files[run[0]].name}-{raw_files[run[-1]].name}")
+    return train, val
+
+
 def sample_batch(ds: SliceDataset, patch: Sequence[int], batch_size: int,
                  rng: np.random.Generator, reject_empty_probability: float):
     """Random augmented patches; patches without foreground are rejected with the given probability.
 
+    Parameters
+    ----------
+    ds : SliceDataset
+        2D slices or 3D volumes; only entries at least as large as ``patch`` are drawn.
+    patch : sequence of int
+        Patch size per spatial axis, ([Z,] Y, X).
+
     Returns
     -------
-    x : ndarray (B, 1, Y, X) float32
-    y : ndarray (B, C, Y, X) float32
+    x : ndarray (B, 1, [Z,] Y, X) float32
+    y : ndarray (B, C, [Z,] Y, X) float32
     """
     xs, ys = [], []
-    py, px = patch
+    patch = [int(p) for p in patch]
+    eligible = [i for i, a in enumerate(ds.raw) if all(s >= p for s, p in zip(a.shape, patch))]
+    if not eligible:
+        raise InputError(", ".join(ds.names[:3]), f"no training image or volume is as large as the patch {patch}")
     while len(xs) < batch_size:
-        i = int(rng.integers(len(ds.raw)))
+        i = eligible[int(rng.integers(len(eligible)))]
         img, tgt = ds.raw[i], ds.targets[i]
-        y0 = int(rng.integers(img.shape[0] - py + 1))
-        x0 = int(rng.integers(img.shape[1] - px + 1))
-        t = tgt[:, y0:y0 + py, x0:x0 + px]
+        corner = [int(rng.integers(s - p + 1)) for s, p in zip(img.shape, patch)]
+        window = tuple(slice(c, c + p) for c, p in zip(corner, patch))
+        t = tgt[(slice(None),) + window]
         if not t[0].any() and rng.random() < reject_empty_probability:
             continue
-        r, t = augment_pair(img[y0:y0 + py, x0:x0 + px], t, rng)
+        r, t = augment_pair(img[window], t, rng)
         xs.append(r[None])
         ys.append(t)
     return np.stack(xs), np.stack(ys)

@@ -52,14 +52,28 @@ def build_model(cfg: TrainConfig):
                 pool_factors=m.pool_factors, kernel_sizes=m.kernel_sizes)
 
 
-def pad_to_multiple(img: np.ndarray, multiple: int):
-    """Reflect-pad the last two axes up to a multiple; returns the padded array and the crop."""
-    pads = [(0, 0)] * (img.ndim - 2) + [(0, (-s) % multiple) for s in img.shape[-2:]]
-    return np.pad(img, pads, mode="reflect"), tuple(slice(0, s) for s in img.shape)
+def pad_to_multiple(img: np.ndarray, multiple):
+    """Reflect-pad up to a multiple; returns the padded array and the crop.
+
+    Parameters
+    ----------
+    img : ndarray
+    multiple : int or sequence of int
+        An int pads the last two axes; a sequence pads the last ``len(multiple)``
+        axes, each to its own multiple (a U-Net's ``divisibility``).
+    """
+    mult = [int(multiple)] * 2 if np.isscalar(multiple) else [int(m) for m in multiple]
+    shape = img.shape[-len(mult):]
+    pads = [(0, 0)] * (img.ndim - len(mult)) + [(0, (-s) % m) for s, m in zip(shape, mult)]
+    mode = "reflect" if all(s > 1 for s in shape) else "edge"
+    return np.pad(img, pads, mode=mode), tuple(slice(0, s) for s in img.shape)
 
 
-def predict_slices(model, images, device: str, multiple: int):
-    """Whole-slice prediction of a list of normalised 2D images; returns (C, Y, X) arrays."""
+def predict_slices(model, images, device: str, multiple):
+    """Whole-image prediction of normalised 2D images or 3D volumes; returns (C, [Z,] Y, X) arrays.
+
+    ``multiple`` is the model's ``divisibility`` (per axis) or one int for 2D.
+    """
     import torch
 
     out = []
@@ -122,7 +136,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
         train_data, val_data = load_split(cfg)
 
     model = build_model(cfg).to(device)
-    multiple = max(model.divisibility)
+    multiple = model.divisibility
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.learning_rate)
     n_iter = cfg.train.iterations
 

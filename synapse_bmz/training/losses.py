@@ -23,3 +23,8 @@ def weighted_bce(pred: torch.Tensor, target: torch.Tensor, foreground_weight: fl
 def combined_loss(pred, target, foreground_weight: float = 1.0):
     """Dice + weighted BCE, the default for all our U-Nets."""
     return dice_loss(pred, target) + weighted_bce(pred, target, foreground_weight)
+
+
+def masked_dice_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """1 - mean per-channel soft Dice over the voxels where ``mask`` is 1 (pseudo-labels)."""
+    return dice_loss(pred * mask, target * mask, eps)

@@ -18,43 +18,93 @@ from .data import SliceDataset
 from .loop import TrainResult, predict_slices, train
 
 
-def evaluate_slices(model, val: SliceDataset, cfg: TrainConfig, device: str = "cpu") -> Dict[str, float]:
-    """Held-out metrics: instance F1 (IoU >= 0.5, Hungarian) after the package's
-    recipe, foreground Dice and foreground IoU, pooled over the validation slices."""
-    from analysis.evaluation import dice, foreground_iou, instance_scores
+CLEFT_TASKS = ("clefts", "synapses")
+
+
+def primary_metric(cfg: TrainConfig) -> str:
+    """The figure a package's card stands for: CREMI score for clefts/synapses,
+    instance F1 when a recipe makes instances, foreground Dice for masks."""
+    if cfg.package.task in CLEFT_TASKS:
+        return "cremi_score_nm"
+    if (cfg.package.postprocessing or {}).get("recipe"):
+        return "instance_f1"
+    return "foreground_dice"
+
+
+def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str, float]:
+    """Held-out metrics of predictions ``(C, [Z,] Y, X)`` against ``val``.
+
+    Always foreground Dice and IoU (mean over validation images or volumes).
+    Cleft/synapse tasks add the CREMI cleft metrics (`analysis.evaluation.cremi_cleft_scores`,
+    distances in nm, averaged over volumes) on the recipe's output (or the
+    thresholded foreground without a recipe); other tasks with a recipe add
+    instance F1 (IoU >= 0.5, Hungarian), pooled over the validation data.
+    """
+    from analysis.evaluation import cremi_cleft_scores, dice, foreground_iou, instance_scores
     from postprocessing.recipes import apply_recipe
 
-    multiple = max(model.divisibility)
-    preds = predict_slices(model, val.raw, device, multiple)
     tp = fp = fn = 0
-    dices, ious = [], []
+    dices, ious, cremi = [], [], []
     pp = cfg.package.postprocessing or {}
+    clefts = cfg.package.task in CLEFT_TASKS
     for p, gt in zip(preds, val.instances):
         fg = (p[0] > 0.5).astype(np.uint8)
         dices.append(dice(gt > 0, fg))
         ious.append(foreground_iou(gt > 0, fg))
-        if pp.get("recipe"):
-            labels = apply_recipe(pp["recipe"], p, tuple(cfg.data.voxel_size_nm), pp.get("params", {}))
+        labels = apply_recipe(pp["recipe"], p, tuple(cfg.data.voxel_size_nm), pp.get("params", {})) if pp.get("recipe") else None
+        if clefts:
+            found = (labels if labels is not None else fg) > 0
+            cremi.append(cremi_cleft_scores((gt > 0).astype(np.uint32), found.astype(np.uint32),
+                                            voxel_size_nm=tuple(cfg.data.voxel_size_nm)))
+        elif labels is not None:
             s = instance_scores(gt, labels, 0.5)
             tp, fp, fn = tp + s["tp"], fp + s["fp"], fn + s["fn"]
     out = {"foreground_dice": float(np.mean(dices)), "foreground_iou": float(np.mean(ious))}
-    if pp.get("recipe"):
+    if clefts:
+        for key in ("adgt_nm", "adf_nm", "cremi_score_nm"):
+            vals = [c[key] for c in cremi if np.isfinite(c[key])]
+            out[key] = float(np.mean(vals)) if vals else float("inf")
+        for key in ("false_positives", "false_negatives"):
+            out[key] = int(sum(c[key] for c in cremi))
+    elif pp.get("recipe"):
         out.update({"instance_f1": 2 * tp / max(2 * tp + fp + fn, 1), "instance_precision": tp / max(tp + fp, 1),
                     "instance_recall": tp / max(tp + fn, 1), "n_ground_truth_objects": tp + fn})
     return out
+
+
+def evaluate_slices(model, val: SliceDataset, cfg: TrainConfig, device: str = "cpu") -> Dict[str, float]:
+    """Predict the validation images or volumes whole and score them (`evaluate_predictions`)."""
+    preds = predict_slices(model, val.raw, device, model.divisibility)
+    return evaluate_predictions(preds, val, cfg)
+
+
+def split_description(cfg: TrainConfig) -> str:
+    """``"validation: <files>"``, or the held-out section range for ``validation_z``."""
+    if cfg.data.validation_z is None:
+        return "validation: " + ", ".join(cfg.data.validation)
+    a, b = cfg.data.validation_z
+    return f"validation: sections {a}-{b - 1} (0-based, sorted file order)"
+
+
+_METRIC_TEXT = {
+    "instance_f1": ("Instance F1 counts a predicted object as correct when its IoU with a ground-truth "
+                    "object is >= 0.5 after one-to-one Hungarian matching; ground-truth instances are "
+                    "the connected components of the annotation. Measured after the package's "
+                    "postprocessing recipe."),
+    "cremi_score_nm": ("CREMI cleft metrics: ADGT is the mean distance (nm) of ground-truth cleft voxels "
+                       "to the nearest predicted one, ADF of predicted voxels to the nearest ground-truth "
+                       "one; the CREMI score is their mean (lower is better). False positives / negatives "
+                       "count voxels farther than 200 nm. Foreground Dice is voxel-wise."),
+    "foreground_dice": "Voxel-wise foreground Dice and IoU of the thresholded (> 0.5) first channel.",
+}
 
 
 def _card_sections(cfg: TrainConfig, res: TrainResult, metrics: Dict[str, float], config_path: Path) -> Dict[str, str]:
     m = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
     return {
         "Training data": f"{cfg.data.description}\n\nLicence of the data: {cfg.data.licence}.",
-        "Validation split": "Held out from training: " + ", ".join(cfg.data.validation) + ".",
-        "Accuracy on the held-out split": (
-            "Instance F1 counts a predicted object as correct when its IoU with a ground-truth "
-            "object is >= 0.5 after one-to-one Hungarian matching; ground-truth instances are "
-            "the connected components of the annotation. Measured after the package's "
-            "postprocessing recipe.\n\n| metric | value |\n|---|---|\n" + m
-        ),
+        "Validation split": "Held out from training: " + split_description(cfg).split(": ", 1)[1] + ".",
+        "Accuracy on the held-out split": _METRIC_TEXT[primary_metric(cfg)] + "\n\n| metric | value |\n|---|---|\n" + m,
         "Training": (
             f"{res.iterations} iterations (best checkpoint at {res.best_iteration}), patch "
             f"{cfg.train.patch}, batch {cfg.train.batch_size}, Adam lr {cfg.train.learning_rate} "
@@ -112,21 +162,36 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
         task=cfg.package.task, channels=cfg.package.channels, voxel_size_nm=cfg.data.voxel_size_nm,
         halo=cfg.package.halo, postprocessing=pp,
         accuracy={**{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
-                  "split": "validation: " + ", ".join(cfg.data.validation)},
+                  "split": split_description(cfg), "primary_metric": primary_metric(cfg)},
     )
-    img = val_data.raw[0]
-    cy, cx = (img.shape[0] - 256) // 2, (img.shape[1] - 256) // 2
-    sample = img[None, None, cy:cy + 256, cx:cx + 256].astype(np.float32)
+    sample = sample_input(val_data.raw[0], cfg.package.min_shape, cfg.package.step)
     cite = [cfg.data.citation] if cfg.data.citation else []
     info = PackageInfo(
         name=name, description=cfg.package.description, authors=cfg.package.authors,
         license=_spdx(cfg.data.licence), cite=cite + [{"text": "synapse-bmz", "url": "https://bioimage.io"}],
-        tags=["vesicles" if cfg.package.task == "vesicles" else cfg.package.task, "unet", "fib-sem", "em"],
+        tags=cfg.package.tags or [cfg.package.task, "unet", "fib-sem", "em"],
         card_sections=_card_sections(cfg, res, metrics, config_path),
     )
     torch.set_num_threads(max(1, torch.get_num_threads()))
     return build_package(res.model, sample, out_dir, info, pkg_cfg, min_shape=cfg.package.min_shape,
                          step=cfg.package.step, train_yaml=cfg.source)
+
+
+def sample_input(img: np.ndarray, min_shape, step) -> np.ndarray:
+    """Centre crop for the package's test tensor, shape (1, 1, [Z,] Y, X).
+
+    Each axis gets the largest valid size (``min + n * step``) up to 256
+    (2D) or up to 16 sections and 128 pixels (3D), and at most the image.
+    """
+    caps = [256, 256] if img.ndim == 2 else [16, 128, 128]
+    sizes = []
+    for n, cap, lo, st in zip(img.shape, caps, min_shape, step):
+        limit = min(n, cap)
+        if limit < lo:
+            raise ValueError(f"validation data (shape {img.shape}) is smaller than min_shape {list(min_shape)}")
+        sizes.append(lo + ((limit - lo) // st) * st if st else lo)
+    window = tuple(slice((n - s) // 2, (n - s) // 2 + s) for n, s in zip(img.shape, sizes))
+    return img[window][None, None].astype(np.float32)
 
 
 def _spdx(licence_text: str) -> str:
