@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         if "skipped" in r:
             print(f"{name:24s} skipped: {r['skipped']}")
         else:
-            flag = "REGRESSED" if r["regressed"] else "ok"
+            flag = "REGRESSED" if r["regressed"] else ("ok" if r["card_value"] is not None else "no finite card figure")
             print(f"{name:24s} {r['metric']:16s} {r['value']!s:>10} (card {r['card_value']}) {flag}")
     print(f"written: {a.out}" + (" (quick: not comparable to the cards, regressions not checked)" if a.quick else ""))
     if failures:
