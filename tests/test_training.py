@@ -111,6 +111,9 @@ def test_resume_continues_iteration_count(epfl_config, tmp_path):
 
     cfg = load_train_config(epfl_config)
     train(cfg, tmp_path, device="cpu", progress=False)
+    # a row an interrupted run wrote after its last checkpoint must not survive the resume
+    with open(tmp_path / "loss.csv", "a") as f:
+        f.write("5,0.5,,1e-3,1.0\n")
     cfg.train.iterations = 6
     train(cfg, tmp_path, device="cpu", progress=False, resume=True)
     steps = [int(r[0]) for r in _loss_rows(tmp_path / "loss.csv")[1:]]

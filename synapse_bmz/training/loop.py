@@ -101,6 +101,15 @@ def _hardware(device: str) -> str:
     return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
 
 
+def _truncate_log(log_path: Path, last_iteration: int) -> None:
+    """Drop rows an interrupted run wrote after its last checkpoint, so a resumed
+    run's curve continues without duplicate iterations."""
+    rows = list(csv.reader(open(log_path, newline="")))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= last_iteration]
+    with open(log_path, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+
+
 def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
           resume: bool = True, progress: bool = True,
           train_data: Optional[SliceDataset] = None, val_data: Optional[SliceDataset] = None) -> TrainResult:
@@ -162,6 +171,8 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
         rng = np.random.default_rng([cfg.seed, start])
     log_path = out_dir / "loss.csv"
     new_log = not (resume and log_path.exists() and start > 0)
+    if not new_log:
+        _truncate_log(log_path, start)
     log = open(log_path, "w" if new_log else "a", newline="")
     writer = csv.writer(log)
     if new_log:
