@@ -299,3 +299,33 @@ def test_package_does_not_import_torch():
     code = "import postprocessing, sys; bad = {'torch', 'bioimageio', 'synapse_bmz'} & set(sys.modules); print(sorted(bad)); sys.exit(bool(bad))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- graceful degradation of the other recipes ------------------------------
+
+
+def mitochondria_scene():
+    shape = (32, 96, 96)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    truth = np.zeros(shape, np.uint32)
+    for i, (cy, cx, ry, rx) in enumerate([(25, 25, 18, 12), (65, 30, 14, 20), (45, 72, 25, 10)], 1):
+        truth[((z - 16) / 10.0) ** 2 + ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1] = i
+    boundary = (ndimage.morphological_gradient(truth, size=3) > 0) & (truth > 0)
+    return (truth > 0).astype(np.float32), boundary.astype(np.float32), truth
+
+
+def test_mitochondria_and_clefts_degrade_gracefully():
+    fg, bd, truth = mitochondria_scene()
+    clefts = sheets((10, 64, 64), [np.s_[2:6, 10:14, 5:40], np.s_[3:8, 40:60, 50:54]])
+    rng = np.random.default_rng(1)
+    mito_scores, cleft_scores = [], []
+    for sigma in (0.0, 0.1, 0.35):
+        labels = segment_mitochondria(
+            smooth_noise(fg, sigma, rng), smooth_noise(bd, sigma, rng), 2.0,
+            seed_distance_nm=6.0, min_volume_nm3=8000.0,
+        )
+        mito_scores.append(match_instances(truth, labels)["f1"])
+        prob = smooth_noise((clefts > 0).astype(np.float32), sigma, rng)
+        cleft_scores.append(match_instances(clefts, segment_clefts(prob, (40.0, 4.0, 4.0)))["f1"])
+    assert mito_scores[0] == 1.0 and mito_scores[1] >= 0.9 and mito_scores[2] < 1.0
+    assert cleft_scores[0] == 1.0 and cleft_scores[1] >= 0.9 and cleft_scores[2] < 1.0
