@@ -83,7 +83,8 @@ def seeded_watershed(image, seeds, mask, *, invert=False, min_size=0):
     single = per_comp[seed_comps] == 1
     # Instance sizes, indexed by seed label.
     sizes = np.zeros(n_seeds + 1, dtype=np.int64)
-    sizes[seed_labels[single]] = np.bincount(comp.ravel(), minlength=n_comp + 1)[seed_comps[single]]
+    comp_sizes = np.bincount(comp.ravel(), minlength=n_comp + 1)
+    np.add.at(sizes, seed_labels[single], comp_sizes[seed_comps[single]])
     multi = np.flatnonzero(per_comp >= 2)
     flooded = []
     if multi.size:

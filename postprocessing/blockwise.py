@@ -60,12 +60,12 @@ def iter_blocks(shape: Sequence[int], block_shape: Sequence[int], halo: Sequence
 def _anchor_ids(labels: np.ndarray, outer: tuple[slice, ...], shape: Sequence[int]) -> np.ndarray:
     """Look-up table local label -> global anchor id (0 for background)."""
     flat = labels.ravel()
-    nonzero = np.flatnonzero(flat)[::-1]
-    first = np.full(int(flat.max(initial=0)) + 1, -1, dtype=np.int64)
-    # Assigning in reverse order leaves the first occurrence of each label.
-    first[flat[nonzero]] = nonzero
-    lut = np.zeros(first.size, dtype=np.int64)
-    present = first >= 0
+    nonzero = np.flatnonzero(flat)
+    size = int(flat.max(initial=0)) + 1
+    first = np.full(size, flat.size, dtype=np.int64)
+    np.minimum.at(first, flat[nonzero], nonzero)
+    lut = np.zeros(size, dtype=np.int64)
+    present = first < flat.size
     present[0] = False
     local = np.unravel_index(first[present], labels.shape)
     global_coords = tuple(c + sl.start for c, sl in zip(local, outer))

@@ -146,6 +146,19 @@ def test_seeded_watershed_matches_skimage(seed):
     assert same_partition(expected, ours)
 
 
+def test_seeded_watershed_seed_label_in_two_components():
+    mask = np.zeros((1, 10, 20), bool)
+    mask[0, 2:8, 1:9] = mask[0, 2:8, 11:19] = True
+    seeds = np.zeros(mask.shape, np.int32)
+    seeds[0, 4, 4] = seeds[0, 4, 15] = 7  # one label, two components
+    seeds[0, 6, 17] = 3
+    expected = watershed(np.zeros(mask.shape), seeds, mask=mask)
+    ours = seeded_watershed(np.zeros(mask.shape), seeds, mask, min_size=40)
+    assert same_partition(expected, ours)
+    # Label 7 covers the left component and part of the right one: kept.
+    assert ours[0, 4, 4] == ours[0, 4, 15] != 0
+
+
 # --- mitochondria -----------------------------------------------------------
 
 
