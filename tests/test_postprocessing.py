@@ -152,11 +152,14 @@ def test_seeded_watershed_seed_label_in_two_components():
     seeds = np.zeros(mask.shape, np.int32)
     seeds[0, 4, 4] = seeds[0, 4, 15] = 7  # one label, two components
     seeds[0, 6, 17] = 3
-    expected = watershed(np.zeros(mask.shape), seeds, mask=mask)
-    ours = seeded_watershed(np.zeros(mask.shape), seeds, mask, min_size=40)
-    assert same_partition(expected, ours)
-    # Label 7 covers the left component and part of the right one: kept.
-    assert ours[0, 4, 4] == ours[0, 4, 15] != 0
+    image = np.random.default_rng(0).random(mask.shape)  # no ties
+    expected = watershed(image, seeds, mask=mask)
+    assert same_partition(expected, seeded_watershed(image, seeds, mask))
+    # Label 7 has 48 voxels on the left plus 1 on the right, label 3 has 47:
+    # only the sum over both components passes the size filter.
+    filtered = seeded_watershed(image, seeds, mask, min_size=49)
+    assert filtered[0, 4, 4] == filtered[0, 4, 15] == 1
+    assert filtered.max() == 1 and (filtered > 0).sum() == 49
 
 
 # --- mitochondria -----------------------------------------------------------
