@@ -55,7 +55,7 @@ def distance_seeded_instances(
     min_size : float
         Instances with fewer voxels are removed.
     n_threads : int, optional
-        Threads for the distance transform.
+        Threads for the distance transform and the flooding.
 
     Returns
     -------
@@ -66,4 +66,4 @@ def distance_seeded_instances(
     binary = np.ascontiguousarray(inside, dtype=bool).view(np.uint8)  # no copy for edt
     distance_sq = edt.edtsq(binary, anisotropy=tuple(voxel_size_nm), black_border=False, parallel=n_threads)
     seeds, _ = ndimage.label(distance_sq > np.float32(seed_distance_nm) ** 2)
-    return seeded_watershed(distance_sq, seeds, mask, invert=True, min_size=min_size)
+    return seeded_watershed(distance_sq, seeds, mask, invert=True, min_size=min_size, n_threads=n_threads)

@@ -85,7 +85,8 @@ def segment_vesicles(
         connected component of the interior is a seed, grown into the mask
         along increasing boundary probability; no distance transform.
     n_threads : int, optional
-        Threads for the distance transform. Default 1.
+        Threads for the distance transform and for flooding clusters of
+        touching vesicles. Default 1.
 
     Returns
     -------

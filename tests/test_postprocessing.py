@@ -345,3 +345,10 @@ def test_mitochondria_and_clefts_degrade_gracefully():
         cleft_scores.append(match_instances(clefts, segment_clefts(prob, (40.0, 4.0, 4.0)))["f1"])
     assert mito_scores[0] == 1.0 and mito_scores[1] >= 0.9 and mito_scores[2] < 1.0
     assert cleft_scores[0] == 1.0 and cleft_scores[1] >= 0.9 and cleft_scores[2] < 1.0
+
+
+def test_threads_give_the_same_result():
+    fg, bd, truth = vesicle_scene((40, 80, 80), 20, (7, 9), seed=2, gap=-1.0)
+    one = segment_vesicles(fg, bd, 1.0, vesicle_radius_nm=8.0)
+    two = segment_vesicles(fg, bd, 1.0, vesicle_radius_nm=8.0, n_threads=2)
+    assert np.array_equal(one, two)
