@@ -141,6 +141,10 @@ def test_seeded_watershed_matches_skimage(seed):
     image = ndimage.gaussian_filter(rng.random((24, 48, 48)), 2)
     mask = ndimage.gaussian_filter(rng.random((24, 48, 48)), 2) > 0.5
     seeds, _ = ndimage.label(image < np.quantile(image, 0.05))
+    components, _ = ndimage.label(mask)
+    pairs = np.unique(np.stack([components[seeds > 0], seeds[seeds > 0]]), axis=1)
+    pairs = pairs[:, pairs[0] > 0]
+    assert np.bincount(pairs[0]).max() >= 2  # some components need flooding
     expected = watershed(image, seeds, mask=mask)
     ours = seeded_watershed(image, seeds, mask)
     assert same_partition(expected, ours)
