@@ -27,8 +27,10 @@ def test_demo_writes_prediction_instances_and_table(tmp_path):
     assert res.n_objects == len(table) == len(np.unique(labels)) - 1
     # the crop holds ~100 annotated vesicles per section
     assert len(table) > 50
-    for col in ("label", "centroid_z_nm", "centroid_y_nm", "centroid_x_nm", "radius_nm"):
+    for col in ("label", "section", "centroid_z_nm", "centroid_y_nm", "centroid_x_nm", "radius_nm", "area_nm2"):
         assert col in table.columns
+    # a 2D model measures 2D profiles, one set per section
+    assert sorted(table["section"].unique()) == [0, 1, 2]
     # synaptic vesicles: 35-50 nm outer diameter; the median detected radius must be in that range
     assert 10 < table["radius_nm"].median() < 40
 

@@ -213,7 +213,10 @@ def _postprocess(pred, cfg, session, volume, factors, model_grid_vs, tmp: Path, 
     raw = None
     if int(np.prod(volume.data.shape)) <= IN_MEMORY_POSTPROCESS_VOXELS:
         raw = np.asarray(volume.data[...])
-    table = object_table(labels, tuple(volume.voxel_size_nm), raw=raw)
+    if labels.ndim > nd:
+        table = _per_section_table(labels, tuple(volume.voxel_size_nm), raw)
+    else:
+        table = object_table(labels, tuple(volume.voxel_size_nm), raw=raw)
     table_name = f"{cfg.task}.csv"
     table.to_csv(tmp / table_name, index=False)
     return labels_name, table_name, int(len(table))
@@ -224,6 +227,24 @@ def _make_output_root(out_root: Path) -> None:
         out_root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{out_root}: cannot create output folder: {e.strerror or e}") from None
+
+
+def _per_section_table(labels: np.ndarray, voxel_size_nm: tuple, raw):
+    """Objects of a 2D model on a stack are 2D profiles: measure each section in 2D
+    (``area_nm2``) and record its ``section`` and ``centroid_z_nm``."""
+    import pandas as pd
+
+    from analysis.morphology import object_table
+
+    tables = []
+    for z in range(labels.shape[0]):
+        if not labels[z].any():
+            continue
+        t = object_table(labels[z], voxel_size_nm[1:], raw=None if raw is None else raw[z])
+        t.insert(1, "section", z)
+        t.insert(2, "centroid_z_nm", z * voxel_size_nm[0])
+        tables.append(t)
+    return pd.concat(tables, ignore_index=True) if tables else object_table(labels[0], voxel_size_nm[1:])
 
 
 def run(model_source, inputs: Sequence[str], out_root: Path, options: Optional[RunOptions] = None) -> List[RunResult]:
