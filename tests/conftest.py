@@ -28,13 +28,14 @@ def _tiny_package(tmp_path_factory, ndim: int, with_config: bool = True) -> Path
     torch.manual_seed(0)
     if ndim == 2:
         model = UNet(2, 1, 2, base_channels=4, depth=3)
-        sample = np.random.default_rng(0).normal(size=(1, 1, 64, 64)).astype(np.float32)
+        # raw intensities, not normalised: `bioimageio test` must apply the RDF's preprocessing
+        sample = np.random.default_rng(0).integers(0, 255, size=(1, 1, 64, 64)).astype(np.float32)
         kw = dict(min_shape=[32, 32], step=[4, 4])
         cfg = SynapseBmzConfig(task="vesicles", channels=["foreground", "boundary"], voxel_size_nm=[5.0, 5.0],
                                halo=[8, 8], postprocessing={"recipe": "vesicles", "params": {}})
     else:
         model = UNet(3, 1, 1, base_channels=4, depth=2, pool_factors=[(1, 2, 2)])
-        sample = np.random.default_rng(0).normal(size=(1, 1, 8, 32, 32)).astype(np.float32)
+        sample = np.random.default_rng(0).integers(0, 255, size=(1, 1, 8, 32, 32)).astype(np.float32)
         kw = dict(min_shape=[8, 32, 32], step=[1, 2, 2])
         cfg = SynapseBmzConfig(task="clefts", channels=["cleft"], voxel_size_nm=[40.0, 4.0, 4.0],
                                halo=[2, 4, 4], postprocessing={"recipe": "clefts", "params": {}})

@@ -8,7 +8,7 @@ import yaml
 
 from synapse_bmz.errors import ModelError
 from synapse_bmz.packaging.checks import (
-    onnx_problems, rdf_problems, test_all_weight_formats, torchscript_problems, zip_package, zip_problems,
+    onnx_problems, rdf_problems, core_test_all_weight_formats, torchscript_problems, zip_package, zip_problems,
 )
 from synapse_bmz.zoo.registry import available_packages, load_model, resolve_package
 
@@ -16,12 +16,12 @@ SHIPPED = sorted(available_packages())
 
 
 def test_core_test_passes_for_every_weight_format(tiny_package_2d):
-    assert test_all_weight_formats(tiny_package_2d) == {
+    assert core_test_all_weight_formats(tiny_package_2d) == {
         "pytorch_state_dict": "passed", "torchscript": "passed", "onnx": "passed"}
 
 
 def test_3d_package_passes_core_test(tiny_package_3d):
-    assert set(test_all_weight_formats(tiny_package_3d).values()) == {"passed"}
+    assert set(core_test_all_weight_formats(tiny_package_3d).values()) == {"passed"}
 
 
 @pytest.mark.parametrize("check", [rdf_problems, torchscript_problems, onnx_problems])
@@ -35,7 +35,7 @@ def test_shipped_packages_meet_consumer_contracts(name):
     assert rdf_problems(rdf) == []
     assert torchscript_problems(rdf) == []
     assert onnx_problems(rdf) == []
-    assert set(test_all_weight_formats(rdf).values()) == {"passed"}
+    assert set(core_test_all_weight_formats(rdf).values()) == {"passed"}
     size = sum(f.stat().st_size for f in rdf.parent.iterdir())
     assert size < 15e6, f"{name} is {size / 1e6:.1f} MB; keep packages under 15 MB"
 

@@ -24,6 +24,7 @@ from .card import write_cover, write_model_card
 
 RDF_FORMAT_VERSION = "0.5.10"
 ONNX_OPSET = 17
+RDF_EPS = 1e-6
 INPUT_ID = "raw"
 OUTPUT_ID = "prediction"
 
@@ -76,6 +77,14 @@ def _architecture_kwargs(model) -> Dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
 
 
+def normalise_like_rdf(x: np.ndarray, eps: float = RDF_EPS) -> np.ndarray:
+    """The RDF's preprocessing: zero mean, unit variance over the spatial axes of
+    each batch item and channel, ``(x - mean) / (std + eps)``; float32."""
+    axes = tuple(range(2, x.ndim))
+    x = x.astype(np.float64)
+    return ((x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + eps)).astype(np.float32)
+
+
 def activation_bytes_per_voxel(model, sample: np.ndarray) -> float:
     """Peak forward-pass memory per input voxel, measured with torch's profiler on CPU.
 
@@ -116,8 +125,10 @@ def build_package(
     model : torch.nn.Module
         Network with an ``init_kwargs`` attribute; its class must live in a
         module that imports only torch (the file is shipped as architecture).
-    sample_input : ndarray, shape (1, 1, [Z,] Y, X), float32
-        Normalised test input; its model output becomes the test output.
+    sample_input : ndarray, shape (1, 1, [Z,] Y, X)
+        Test input as a consumer passes it (before the RDF's preprocessing);
+        the test output is the model's output after zero-mean/unit-variance
+        normalisation, exactly what `bioimageio test` reproduces.
     out_dir : Path
         Package folder; replaced atomically.
     info : PackageInfo
@@ -140,6 +151,7 @@ def build_package(
 
     model = model.eval().cpu()
     sample_input = np.ascontiguousarray(sample_input, dtype=np.float32)
+    normalised = normalise_like_rdf(sample_input)
     ndim = sample_input.ndim - 2
     spatial = "zyx"[-ndim:]
     if len(config.voxel_size_nm) != ndim or len(config.halo) != ndim:
@@ -150,19 +162,19 @@ def build_package(
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         with torch.no_grad():
-            test_output = model(torch.from_numpy(sample_input)).numpy()
+            test_output = model(torch.from_numpy(normalised)).numpy()
         np.save(work / "test_input.npy", sample_input)
         np.save(work / "test_output.npy", test_output)
 
         arch_src = Path(inspect.getsourcefile(type(model)))
         shutil.copy(arch_src, work / arch_src.name)
         torch.save(model.state_dict(), work / "weights.state_dict.pt")
-        traced = torch.jit.trace(model, torch.from_numpy(sample_input))
+        traced = torch.jit.trace(model, torch.from_numpy(normalised))
         traced.save(str(work / "weights.torchscript.pt"))
-        _export_onnx(model, sample_input, work / "weights.onnx", ndim)
+        _export_onnx(model, normalised, work / "weights.onnx", ndim)
 
         config = config.model_copy(
-            update={"activation_bytes_per_voxel": round(activation_bytes_per_voxel(model, sample_input), 1)}
+            update={"activation_bytes_per_voxel": round(activation_bytes_per_voxel(model, normalised), 1)}
         )
         write_cover(work / "cover.png", sample_input[0, 0], test_output[0])
         if train_yaml is not None:
@@ -239,7 +251,7 @@ def _rdf_dict(info, config, ndim, spatial, min_shape, step, n_out, *, arch_file,
             "data": {"type": "float32"},
             "preprocessing": [
                 {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
-                {"id": "zero_mean_unit_variance", "kwargs": {"axes": list(spatial), "eps": 1e-6}},
+                {"id": "zero_mean_unit_variance", "kwargs": {"axes": list(spatial), "eps": RDF_EPS}},
             ],
         }],
         "outputs": [{

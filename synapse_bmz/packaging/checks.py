@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from ..zoo.registry import resolve_package, sha256_file
+from .build import normalise_like_rdf
 
 MAX_ONNX_OPSET = 17
 # aten operators that deepImageJ's PyTorch engines (1.13.1 .. 2.0.0) execute
@@ -28,7 +29,7 @@ DEEPIMAGEJ_TORCHSCRIPT_OPS = {
 }
 
 
-def test_all_weight_formats(source) -> Dict[str, str]:
+def core_test_all_weight_formats(source) -> Dict[str, str]:
     """bioimageio.core's ``test_model`` for every weight format: format -> status."""
     from bioimageio.core import test_model
 
@@ -94,7 +95,9 @@ def torchscript_problems(rdf_path: Path) -> List[str]:
         "import sys, json; sys.modules['synapse_bmz'] = None\n"
         "import numpy as np, torch\n"
         f"m = torch.jit.load({str(ts)!r}, map_location='cpu')\n"
-        f"x = torch.from_numpy(np.load({str(base / rdf['inputs'][0]['test_tensor']['source'])!r}))\n"
+        f"x = np.load({str(base / rdf['inputs'][0]['test_tensor']['source'])!r}).astype(np.float64)\n"
+        "ax = tuple(range(2, x.ndim))\n"
+        "x = torch.from_numpy(((x - x.mean(ax, keepdims=True)) / (x.std(ax, keepdims=True) + 1e-6)).astype(np.float32))\n"
         "y = m(x).detach().numpy()\n"
         f"ref = np.load({str(base / rdf['outputs'][0]['test_tensor']['source'])!r})\n"
         "ops = sorted({n.kind() for n in m.inlined_graph.nodes()})\n"
@@ -127,7 +130,7 @@ def onnx_problems(rdf_path: Path) -> List[str]:
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset > MAX_ONNX_OPSET:
         problems.append(f"ONNX opset {opset} > {MAX_ONNX_OPSET} (deepImageJ's ONNX engine)")
-    x = np.load(base / rdf["inputs"][0]["test_tensor"]["source"])
+    x = normalise_like_rdf(np.load(base / rdf["inputs"][0]["test_tensor"]["source"]))
     ref = np.load(base / rdf["outputs"][0]["test_tensor"]["source"])
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
