@@ -18,9 +18,18 @@ The result equals the whole-volume result (up to relabelling) when every
 object *and the region that decides it* extends at most ``halo`` voxels
 beyond any block it touches, e.g. each connected component of the vesicle
 mask (foreground + boundary > 0.5) is smaller than ``halo`` in every axis.
-Objects larger than that may be split or cut at block faces. ``ribbon``
-selects one structure in the whole volume and is not block-wise; it raises
-``ValueError``. Compartments are only exact when they fit in the halo.
+Objects larger than that may be split or cut at block faces. Compartments
+are only exact when they fit in the halo.
+
+``ribbon`` selects one structure in the whole volume and runs as a
+multi-pass algorithm (``_ribbon_blockwise``): exact global connected
+components of the ribbon and PD channels stitched across block faces (any
+size), the largest ribbon and the closest PD chosen from streamed
+per-component statistics, then the distance-limited steps block by block.
+It needs ``halo[i] * voxel[i] >= contact_distance_nm + membrane_distance_nm``
+and the chosen PD within the halo of the ribbon (both checked, ValueError
+otherwise), and does not accept ``vesicles``. Its output is the whole-volume
+labels themselves (1 = ribbon, 2 = PD, 3 = membrane), not renumbered.
 """
 
 from __future__ import annotations
@@ -35,8 +44,8 @@ from .recipes import RECIPES, apply_recipe
 
 __all__ = ["apply_recipe_blockwise", "iter_blocks", "NOT_BLOCKWISE"]
 
-#: Recipes whose result depends on the whole volume.
-NOT_BLOCKWISE = frozenset({"ribbon"})
+#: Recipes that cannot run block-wise (none: ``ribbon`` has its own passes).
+NOT_BLOCKWISE: frozenset[str] = frozenset()
 
 # Ids are written to uint32; anchors must stay below this.
 _MAX_ID = np.iinfo(np.uint32).max
@@ -99,7 +108,8 @@ def apply_recipe_blockwise(
     Parameters
     ----------
     name : str
-        Recipe name (see ``recipes.RECIPES``); not ``"ribbon"``.
+        Recipe name (see ``recipes.RECIPES``); ``"ribbon"`` runs its own
+        multi-pass algorithm (see module docstring).
     prediction : array-like, shape (C, Z, Y, X) or (C, Y, X)
         Channel-first probabilities supporting numpy slicing (numpy, zarr,
         dask, h5py). Only one padded block is in memory at a time.
@@ -130,7 +140,8 @@ def apply_recipe_blockwise(
     KeyError
         Unknown recipe.
     ValueError
-        Non-block-wise recipe, or shapes that do not match.
+        Non-block-wise recipe, shapes that do not match, or (ribbon) a
+        halo too small for the distance-limited steps.
     """
     if name not in RECIPES:
         raise KeyError(f"unknown recipe {name!r}; available recipes: {', '.join(sorted(RECIPES))}")
@@ -144,6 +155,12 @@ def apply_recipe_blockwise(
     halo = tuple(int(h) for h in np.broadcast_to(halo, (ndim,)))
     if np.prod(shape, dtype=np.float64) >= _MAX_ID:
         raise ValueError(f"volume of shape {shape} has too many voxels for uint32 anchor ids")
+    if name == "ribbon":
+        from ._ribbon_blockwise import segment_ribbon_blockwise
+
+        return segment_ribbon_blockwise(
+            prediction, voxel_size_nm, out, block_shape, halo, n_workers=n_workers, **(params or {})
+        )
     blocks = list(iter_blocks(shape, block_shape, halo))
 
     def run(block):

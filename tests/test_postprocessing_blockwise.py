@@ -99,12 +99,61 @@ def test_compartments_blockwise_small_objects():
     assert whole.max() == 16 and same_partition(whole, blockwise)
 
 
-def test_ribbon_is_not_blockwise():
-    with pytest.raises(ValueError, match="whole volume"):
-        apply_recipe_blockwise(
-            "ribbon", np.zeros((3, 8, 8, 8), np.float32), (1.0,) * 3, None,
-            np.zeros((8, 8, 8), np.uint32), (4, 4, 4), 2,
-        )
+def ribbon_prediction(seed=6):
+    """(ribbon, PD, membrane) with a U-shaped ribbon crossing block faces."""
+    rng = np.random.default_rng(seed)
+    shape = (16, 48, 48)
+    pred = rng.uniform(0.0, 0.3, (3,) + shape).astype(np.float32)
+    ribbon, pd, membrane = pred
+    # U shape: two arms joined only in the bottom slab, spanning 3 x 2 x 3 blocks.
+    ribbon[2:12, 6:9, 10:13] = 0.9
+    ribbon[2:12, 6:9, 34:37] = 0.9
+    ribbon[10:12, 6:9, 10:37] = 0.9
+    ribbon[3:6, 38:44, 20:30] = 0.8  # second, smaller ribbon (120 voxels)
+    ribbon[0:2, 40:42, 2:4] = 0.8  # below min_volume_nm3
+    pd[4:9, 11:13, 14:18] = 0.9  # close to the U (chosen)
+    pd[4:9, 18:20, 20:26] = 0.9  # farther
+    pd[12:14, 40:44, 40:44] = 0.9
+    membrane[:, 14:16, :] = 0.9  # sheet the band runs along, across all blocks
+    membrane[6:8, 30:32, :] = 0.9
+    return pred
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_ribbon_blockwise_equals_whole(n_workers):
+    prediction = ribbon_prediction()
+    params = {"contact_distance_nm": 20.0, "membrane_distance_nm": 60.0}
+    whole, blockwise = run_both("ribbon", prediction, (10.0,) * 3, params, (8, 16, 16), 8, n_workers)
+    # Each structure present, the ribbon and the band cross block faces.
+    assert set(np.unique(whole)) == {0, 1, 2, 3}
+    ribbon_blocks = {(z // 8, y // 16, x // 16) for z, y, x in np.argwhere(whole == 1)}
+    assert len(ribbon_blocks) >= 4
+    band = np.argwhere(whole == 3)
+    assert band[:, 2].min() < 16 <= band[:, 2].max()
+    assert np.array_equal(whole, blockwise)
+
+
+def test_ribbon_blockwise_2d_and_tiny_blocks():
+    prediction = ribbon_prediction()[:, 10].copy()  # the U's bottom slab
+    prediction[1, 11:13, 14:18] = prediction[1, 18:20, 24:30] = 0.9
+    params = {"contact_distance_nm": 20.0, "membrane_distance_nm": 40.0, "min_volume_nm3": 500.0}
+    whole, blockwise = run_both("ribbon", prediction, (10.0, 10.0), params, (5, 7), 6)
+    assert whole.max() == 3 and np.array_equal(whole, blockwise)
+
+
+def test_ribbon_blockwise_checks_halo():
+    prediction = ribbon_prediction()
+    out = np.zeros(prediction.shape[1:], np.uint32)
+    with pytest.raises(ValueError, match="halo"):
+        apply_recipe_blockwise("ribbon", prediction, (10.0,) * 3, None, out, (8, 16, 16), 8)
+
+
+def test_ribbon_blockwise_empty():
+    prediction = np.zeros((3, 8, 8, 8), np.float32)
+    out = np.full((8, 8, 8), 7, np.uint32)
+    params = {"membrane_distance_nm": 2.0}
+    apply_recipe_blockwise("ribbon", prediction, (1.0,) * 3, params, out, (4, 4, 4), 22)
+    assert not out.any()
 
 
 def test_blockwise_checks_out_shape_and_name():
