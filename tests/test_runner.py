@@ -90,3 +90,13 @@ def test_3d_model_on_volume(tiny_package_3d, tmp_path):
     pred = zarr.open_group(str(res.prediction), mode="r")["0"]
     assert pred.shape == (1, 10, 40, 40)
     assert np.isfinite(np.asarray(pred)).all()
+
+
+def test_volume_statistics_exact_for_integer_and_float_slabs():
+    from synapse_bmz.runner.statistics import volume_statistics
+
+    a = np.random.default_rng(0).integers(0, 4000, (9, 31, 17)).astype(np.uint16)
+    for arr in (a, a.astype(np.float32), a[:, :, :8].astype(np.uint8)):
+        st = volume_statistics(arr, "x", slab_voxels=1000)  # several slabs
+        assert st.mean == pytest.approx(arr.mean(dtype=np.float64), rel=1e-9)
+        assert st.std == pytest.approx(arr.std(dtype=np.float64), rel=1e-9)

@@ -46,21 +46,37 @@ def volume_statistics(data, path: str, *, slab_voxels: int = 1 << 24) -> VolumeS
     vmin, vmax = np.inf, -np.inf
     sub = []
     for z0 in range(0, shape[0], rows):
-        block = np.asarray(data[z0:z0 + rows], dtype=np.float64)
+        raw_block = np.asarray(data[z0:z0 + rows])
+        if raw_block.dtype in (np.uint8, np.uint16):
+            # EM is mostly 8/16-bit: exact moments from the histogram, no float copy
+            counts = np.bincount(raw_block.ravel())
+            values = np.arange(counts.size, dtype=np.float64)
+            nb = int(raw_block.size)
+            mb = float(counts @ values) / nb
+            m2b = float(counts @ np.square(values - mb))
+            n, mean, m2 = _merge(n, mean, m2, nb, mb, m2b)
+            nz = np.flatnonzero(counts)
+            vmin, vmax = min(vmin, float(nz[0])), max(vmax, float(nz[-1]))
+            sub.append(raw_block[(slice(None, None, stride),) * raw_block.ndim].ravel().astype(np.float32))
+            continue
+        block = raw_block.astype(np.float64)
         if not np.isfinite(block).all():
             bad = np.argwhere(~np.isfinite(block))[0]
             bad[0] += z0
             raise InputError(path, f"contains NaN or infinite voxels (first at index {tuple(int(b) for b in bad)})")
-        # Chan et al.'s pairwise merge keeps the variance exact in one pass
         nb, mb = block.size, float(block.mean())
         m2b = float(np.square(block - mb).sum())
-        delta = mb - mean
-        tot = n + nb
-        mean += delta * nb / tot
-        m2 += m2b + delta * delta * n * nb / tot
-        n = tot
+        n, mean, m2 = _merge(n, mean, m2, nb, mb, m2b)
         vmin, vmax = min(vmin, float(block.min())), max(vmax, float(block.max()))
         sub.append(block[(slice(None, None, stride),) * block.ndim].ravel().astype(np.float32))
     if vmax == vmin:
         raise InputError(path, f"image is constant (every voxel is {vmin:g}); nothing to segment")
     return VolumeStats(mean=float(mean), std=float(np.sqrt(m2 / n)), subsample=np.concatenate(sub))
+
+
+def _merge(n: int, mean: float, m2: float, nb: int, mb: float, m2b: float):
+    """Chan et al.'s pairwise merge of (count, mean, sum of squared deviations):
+    exact variance in one pass over slabs."""
+    tot = n + nb
+    delta = mb - mean
+    return tot, mean + delta * nb / tot, m2 + m2b + delta * delta * n * nb / tot
