@@ -31,7 +31,18 @@ def _expand_key(key: Any, ndim: int) -> tuple:
     return key + (slice(None),) * (ndim - len(key))
 
 
-class SelectView:
+class _LazyArray:
+    """numpy interop shared by the lazy views: ``np.asarray(view)`` reads everything."""
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+class SelectView(_LazyArray):
     """Lazy view of `base` with some axes fixed to one index each.
 
     Parameters
@@ -57,18 +68,11 @@ class SelectView:
         )
         return np.asarray(self.base[full])
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = self[...]
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def __repr__(self) -> str:
         return f"SelectView(shape={self.shape}, dtype={self.dtype}, base={type(self.base).__name__})"
 
 
-class SliceStack:
+class SliceStack(_LazyArray):
     """A z-stack of 2D slice files, read one slice at a time on indexing.
 
     Parameters
@@ -101,13 +105,6 @@ class SliceStack:
             empty = np.empty(self.shape[1:], self.dtype)[rest]
             return np.empty((0, *empty.shape), self.dtype)
         return np.stack(planes)
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = self[...]
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __repr__(self) -> str:
         return f"SliceStack({len(self.files)} files, shape={self.shape}, dtype={self.dtype})"

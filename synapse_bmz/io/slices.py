@@ -64,7 +64,7 @@ def _load_png(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
-def _load(path: Path) -> np.ndarray:
+def read_slice(path: Path) -> np.ndarray:
     """Read one slice as (Y, X) after the channel rule."""
     try:
         if path.suffix.lower() in PNG_SUFFIXES:
@@ -90,7 +90,7 @@ def _header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 mode, (w, h) = im.mode, im.size
             if mode in ("L", "LA", "RGB", "RGBA", "P", "1"):
                 return (h, w), np.dtype(np.bool_ if mode == "1" else np.uint8)
-            sample = _load(path)  # 16-bit or unusual modes: read to be sure
+            sample = read_slice(path)  # 16-bit or unusual modes: read to be sure
             return sample.shape, sample.dtype
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
@@ -129,5 +129,5 @@ def read_slices(folder: Path) -> tuple[SliceStack, None]:
                 f"shape {shape} and type {dtype}; all slices must match",
             )
     # check the channel rule on the first slice now, so errors surface at open
-    first = _load(files[0])
-    return SliceStack(files, tuple(first.shape), first.dtype, _load), None
+    first = read_slice(files[0])
+    return SliceStack(files, tuple(first.shape), first.dtype, read_slice), None

@@ -98,9 +98,9 @@ def _read(fmt: str, file: Path, key: str | None, scale_level: int, shown: str):
 
         return read_npy(file)
     if fmt == "png":
-        from synapse_bmz.io.slices import _load
+        from synapse_bmz.io.slices import read_slice
 
-        return _load(file), None
+        return read_slice(file), None
     if fmt == "slices":
         from synapse_bmz.io.slices import read_slices
 

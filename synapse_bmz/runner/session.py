@@ -21,6 +21,9 @@ from ..zoo.registry import LoadedModel
 from .statistics import VolumeStats
 
 WEIGHT_PRIORITY = ("torchscript", "pytorch_state_dict", "onnx")
+# the adapter bioimageio.core settled on tells which weights actually run
+ADAPTER_FORMATS = {"TorchscriptModelAdapter": "torchscript", "PytorchModelAdapter": "pytorch_state_dict",
+                   "ONNXModelAdapter": "onnx"}
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class ModelSession:
                                                 weight_format_priority_order=formats)
         except Exception as e:
             raise ModelError(f"{model.rdf_path}: cannot load weights ({', '.join(formats)}): {e}") from None
-        self.weight_format = next((f for f in formats), "unknown")
+        self.weight_format = ADAPTER_FORMATS.get(type(self.adapter).__name__, type(self.adapter).__name__)
         self._pipeline = None
         self._stats: Optional[VolumeStats] = None
 

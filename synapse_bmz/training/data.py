@@ -9,25 +9,11 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
+from ..io.slices import read_slice
 from .augment import augment_pair
 from .targets import foreground_boundary_targets, instances_from_mask, label_mask
 
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff"}
-
-
-def read_slice(path: Path) -> np.ndarray:
-    """Read one 2D image; grey+alpha or RGB(A) images give their first channel."""
-    import imageio.v3 as iio
-
-    try:
-        img = iio.imread(path)
-    except Exception as e:  # imageio raises many types for corrupt files
-        raise InputError(path, f"cannot read image: {e}") from None
-    if img.ndim == 3 and img.shape[-1] <= 4:
-        img = img[..., 0]
-    if img.ndim != 2:
-        raise InputError(path, f"expected a 2D image, got shape {img.shape}")
-    return img
 
 
 def normalise(img: np.ndarray) -> np.ndarray:
