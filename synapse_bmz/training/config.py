@@ -15,6 +15,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import InputError
 
 
+class SimulationData(BaseModel):
+    """Training data drawn from `synapse_bmz.simulate` instead of image folders.
+
+    One simulated volume per seed: training seeds ``0 .. n_train - 1``, held-out
+    seeds ``validation_seeds`` (disjoint, so validation never sees a training
+    volume). ``targets`` names the network's output channels: for
+    ``target: foreground_boundary`` one instance label (``vesicles``); for
+    ``target: mask`` one or more masks (``active_zone``; ``ribbon,
+    presynaptic_density, membrane``), where ``<instances>_boundaries`` and
+    ``<instances>_foreground`` are also available. ``instances`` names the
+    instance label the recipe's output is scored against (instance F1).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["tomogram", "ribbon", "cryo"]
+    shape: List[int]
+    n_train: int = Field(ge=1)
+    validation_seeds: List[int]
+    targets: List[str]
+    instances: Optional[str] = None
+    simulator_params: Dict[str, Any] = Field(default_factory=dict)
+
+
 class DataConfig(BaseModel):
     """Where the images and labels are and how they are split.
 
@@ -31,8 +54,9 @@ class DataConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    raw: Path
-    labels: Path
+    raw: Optional[Path] = None
+    labels: Optional[Path] = None
+    simulation: Optional[SimulationData] = None
     label_threshold: float = 127
     labels_are_instances: bool = False
     validation: List[str] = Field(default_factory=list)
@@ -97,7 +121,9 @@ class TrainConfig(BaseModel):
 
     @property
     def out_channels(self) -> int:
-        return 2 if self.target == "foreground_boundary" else 1
+        if self.target == "foreground_boundary":
+            return 2
+        return len(self.data.simulation.targets) if self.data.simulation else 1
 
 
 def load_train_config(path: Path) -> TrainConfig:
@@ -112,15 +138,38 @@ def load_train_config(path: Path) -> TrainConfig:
     except ValidationError as e:
         err = e.errors()[0]
         raise InputError(path, f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    cfg.source = path.resolve()
+    if cfg.data.simulation is not None:
+        _check_simulation(cfg, path)
+        return cfg
+    if cfg.data.raw is None or cfg.data.labels is None:
+        raise InputError(path, "data: give `raw` and `labels` folders, or a `simulation` section")
     base = path.resolve().parent
     cfg.data.raw = (base / cfg.data.raw).resolve()
     cfg.data.labels = (base / cfg.data.labels).resolve()
-    cfg.source = path.resolve()
     for p in (cfg.data.raw, cfg.data.labels):
         if not p.exists():
             raise InputError(p, "training data not found (the shared EM data live in ../shared/data)")
     _check_dims(cfg, path)
     return cfg
+
+
+def _check_simulation(cfg: TrainConfig, path: Path) -> None:
+    """A simulation source: 3D model, one instance target for foreground_boundary, seeds disjoint."""
+    sim = cfg.data.simulation
+    if cfg.data.raw is not None or cfg.data.labels is not None:
+        raise InputError(path, "data: give either `raw`/`labels` folders or `simulation`, not both")
+    if cfg.model.ndim != 3 or len(sim.shape) != 3:
+        raise InputError(path, "data.simulation: simulated tomograms train 3D models (model.ndim: 3, shape [z, y, x])")
+    if cfg.target == "foreground_boundary" and len(sim.targets) != 1:
+        raise InputError(path, "data.simulation.targets: foreground_boundary needs exactly one instance label")
+    if set(sim.validation_seeds) & set(range(sim.n_train)):
+        raise InputError(path, f"data.simulation: validation_seeds {sim.validation_seeds} overlap the training seeds 0..{sim.n_train - 1}")
+    for name, values in (("data.voxel_size_nm", cfg.data.voxel_size_nm), ("train.patch", cfg.train.patch),
+                         ("package.halo", cfg.package.halo), ("package.min_shape", cfg.package.min_shape),
+                         ("package.step", cfg.package.step)):
+        if len(values) != 3:
+            raise InputError(path, f"{name}: needs 3 entries for a 3D model, got {values}")
 
 
 def _check_dims(cfg: TrainConfig, path: Path) -> None:

@@ -74,6 +74,8 @@ def load_split(cfg) -> Tuple[SliceDataset, SliceDataset]:
     2D models get one entry per slice; 3D models one normalised sub-volume per
     contiguous run of training sections and per run of held-out sections.
     """
+    if cfg.data.simulation is not None:
+        return load_simulation(cfg)
     raw_files = _files(cfg.data.raw)
     label_dir = cfg.data.labels
     if not raw_files:
@@ -136,6 +138,64 @@ def _load_volumes(cfg, raw_files: Sequence[Path]) -> Tuple[SliceDataset, SliceDa
             ds.targets.append(tgt)
             ds.instances.append(inst)
             ds.names.append(f"{raw_files[run[0]].name}-{raw_files[run[-1]].name}")
+    return train, val
+
+
+def simulate_volume(cfg, seed: int):
+    """One simulated tomogram of ``cfg.data.simulation`` at ``cfg.data.voxel_size_nm``."""
+    from ..simulate import simulate_cryo_tomogram, simulate_tomogram
+
+    sim_cfg = cfg.data.simulation
+    kwargs = dict(seed=int(seed), voxel_size_nm=tuple(cfg.data.voxel_size_nm), **sim_cfg.simulator_params)
+    if sim_cfg.kind == "cryo":
+        return simulate_cryo_tomogram(tuple(sim_cfg.shape), **kwargs)
+    return simulate_tomogram(tuple(sim_cfg.shape), ribbon=sim_cfg.kind == "ribbon", **kwargs)
+
+
+def simulation_targets(labels: dict, names: Sequence[str], target: str, in_plane: bool = False) -> np.ndarray:
+    """Network targets (C, Z, Y, X) float32 from a simulation's exact labels.
+
+    ``foreground_boundary``: foreground and thick boundary of the one instance
+    label in ``names``. ``mask``: one channel per name; ``<label>_boundaries``
+    is the thick boundary of an instance label, ``<label>_foreground`` its
+    foreground.
+    """
+    if target == "foreground_boundary":
+        return foreground_boundary_targets(labels[names[0]], in_plane=in_plane)
+    channels = []
+    for name in names:
+        if name.endswith("_boundaries") and name[: -len("_boundaries")] in labels:
+            inst = labels[name[: -len("_boundaries")]]
+            channels.append(foreground_boundary_targets(inst, in_plane=in_plane)[1])
+        elif name.endswith("_foreground") and name[: -len("_foreground")] in labels:
+            channels.append(labels[name[: -len("_foreground")]] > 0)
+        elif name in labels:
+            channels.append(labels[name] > 0)
+        else:
+            raise InputError(name, f"not a label of the simulation; known: {sorted(labels)}")
+    return np.stack(channels).astype(np.float32)
+
+
+def load_simulation(cfg) -> Tuple[SliceDataset, SliceDataset]:
+    """Training seeds ``0..n_train-1`` and the held-out ``validation_seeds`` as volumes.
+
+    ``instances`` of each entry is the label named by ``simulation.instances``
+    (else the target label for foreground_boundary, else the first target
+    mask) for scoring.
+    """
+    sim_cfg = cfg.data.simulation
+    train, val = SliceDataset([], [], [], []), SliceDataset([], [], [], [])
+    score_label = sim_cfg.instances or sim_cfg.targets[0]
+    for ds, seeds in ((train, range(sim_cfg.n_train)), (val, sim_cfg.validation_seeds)):
+        for seed in seeds:
+            sim = simulate_volume(cfg, seed)
+            ds.raw.append(normalise(sim.raw))
+            ds.targets.append(simulation_targets(sim.labels, sim_cfg.targets, cfg.target))
+            inst = sim.labels.get(score_label)
+            if inst is None:
+                inst = ds.targets[-1][0] > 0.5
+            ds.instances.append(np.asarray(inst).astype(np.uint32))
+            ds.names.append(f"{sim_cfg.kind} seed {seed}")
     return train, val
 
 

@@ -1,0 +1,107 @@
+"""Training on simulated tomograms: config checks, exact targets, a tiny run to a package.
+
+Needs no real data: the simulator is part of the product. Volumes are tiny
+(16 x 48 x 48) so the file stays within seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from synapse_bmz.errors import InputError
+from synapse_bmz.training.config import load_train_config
+from synapse_bmz.training.data import load_simulation, simulate_volume, simulation_targets
+from synapse_bmz.training.pipeline import primary_metric
+
+
+def _config(folder: Path, *, kind="tomogram", targets=("vesicles",), target="foreground_boundary",
+            instances=None, channels=("foreground", "boundary"), recipe="vesicles", n_train=2,
+            validation_seeds=(1000,), ndim=3) -> Path:
+    sim = {"kind": kind, "shape": [16, 48, 48], "n_train": n_train, "validation_seeds": list(validation_seeds),
+           "targets": list(targets)}
+    if instances:
+        sim["instances"] = instances
+    cfg = {
+        "seed": 0, "target": target,
+        "data": {"simulation": sim, "voxel_size_nm": [3.0, 3.0, 3.0], "licence": "MIT (simulated)"},
+        "model": {"ndim": ndim, "base_channels": 4, "depth": 2},
+        "train": {"patch": [8, 32, 32], "batch_size": 1, "iterations": 2, "validate_every": 2,
+                  "checkpoint_every": 2, "reject_empty_probability": 0.0},
+        "package": {"name": "sim_test", "description": "test", "task": "vesicles", "channels": list(channels),
+                    "halo": [2, 4, 4], "min_shape": [8, 16, 16], "step": [2, 2, 2],
+                    "postprocessing": {"recipe": recipe, "params": {}}, "authors": ["test"]},
+    }
+    path = folder / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_overlapping_seeds_are_rejected(tmp_path):
+    with pytest.raises(InputError, match="overlap the training seeds"):
+        load_train_config(_config(tmp_path, n_train=3, validation_seeds=(2,)))
+
+
+def test_simulation_needs_a_3d_model(tmp_path):
+    with pytest.raises(InputError, match="3D models"):
+        load_train_config(_config(tmp_path, ndim=2))
+
+
+def test_foreground_boundary_needs_one_label(tmp_path):
+    with pytest.raises(InputError, match="exactly one instance label"):
+        load_train_config(_config(tmp_path, targets=("vesicles", "mitochondria")))
+
+
+def test_split_is_by_seed_and_targets_are_the_exact_labels(tmp_path):
+    cfg = load_train_config(_config(tmp_path))
+    train, val = load_simulation(cfg)
+    assert train.names == ["tomogram seed 0", "tomogram seed 1"] and val.names == ["tomogram seed 1000"]
+    sim = simulate_volume(cfg, 1000)
+    np.testing.assert_array_equal(val.instances[0], sim.labels["vesicles"])
+    np.testing.assert_array_equal(val.targets[0][0], sim.labels["vesicles"] > 0)
+    # the boundary channel marks the edge of every vesicle and nothing else
+    assert val.targets[0][1].any() and not (val.targets[0][1] > (sim.labels["vesicles"] > 0) + 0).all()
+    assert abs(float(val.raw[0].mean())) < 1e-3 and abs(float(val.raw[0].std()) - 1) < 1e-2
+
+
+def test_mask_targets_one_channel_per_name():
+    labels = {"ribbon": np.zeros((4, 8, 8), bool), "compartments": np.zeros((4, 8, 8), np.uint32)}
+    labels["ribbon"][1, 2:4, 2:4] = True
+    labels["compartments"][:, :, :4] = 1
+    labels["compartments"][:, :, 4:] = 2
+    t = simulation_targets(labels, ["ribbon", "compartments_boundaries"], "mask")
+    assert t.shape == (2, 4, 8, 8) and t.dtype == np.float32
+    assert t[0].sum() == 4
+    assert t[1][:, :, 3:5].all() and not t[1][:, :, :3].any()
+    with pytest.raises(InputError, match="not a label"):
+        simulation_targets(labels, ["psd"], "mask")
+
+
+def test_metric_follows_the_target(tmp_path):
+    assert primary_metric(load_train_config(_config(tmp_path))) == "instance_f1"
+    ribbon = _config(tmp_path, kind="ribbon", target="mask", targets=("ribbon", "presynaptic_density", "membrane"),
+                     channels=("ribbon", "presynaptic_density", "membrane"), recipe="ribbon")
+    assert primary_metric(load_train_config(ribbon)) == "foreground_dice"
+    comp = _config(tmp_path, target="mask", targets=("membrane",), instances="compartments",
+                   channels=("boundary",), recipe="compartments")
+    assert primary_metric(load_train_config(comp)) == "instance_f1"
+
+
+def test_tiny_ribbon_run_writes_a_three_channel_package(tmp_path):
+    from synapse_bmz.training.pipeline import train_and_package
+    from synapse_bmz.zoo.registry import load_model
+
+    path = _config(tmp_path, kind="ribbon", target="mask", targets=("ribbon", "presynaptic_density", "membrane"),
+                   channels=("ribbon", "presynaptic_density", "membrane"), recipe="ribbon")
+    rdf = train_and_package(path, out_dir=tmp_path / "pkg", work_dir=tmp_path / "run", progress=False)
+    model = load_model(rdf.parent)
+    acc = model.config.accuracy
+    assert acc["primary_metric"] == "foreground_dice"
+    assert {"dice_ribbon", "dice_presynaptic_density", "dice_membrane"} <= set(acc)
+    assert "seeds [1000]" in acc["split"]
+    card = (rdf.parent / "README.md").read_text()
+    assert "Trained on simulation only" in card
+    assert np.load(rdf.parent / "test_output.npy").shape[1] == 3
