@@ -291,7 +291,9 @@ def _validate(rdf_path: Path) -> None:
     """Fail the build unless the current bioimageio.spec accepts the RDF."""
     from bioimageio.spec import ValidationContext, load_description
 
-    with ValidationContext(perform_io_checks=True):
-        descr = load_description(rdf_path, format_version="discover")
-    if not hasattr(descr, "weights"):
-        raise ValueError(f"{rdf_path}: generated RDF is invalid: {descr.get_reason()}")
+    # "latest" too: newer spec releases add checks (e.g. min shape > 2 x halo) that consumers run
+    for version in ("discover", "latest"):
+        with ValidationContext(perform_io_checks=True):
+            descr = load_description(rdf_path, format_version=version)
+        if not hasattr(descr, "weights"):
+            raise ValueError(f"{rdf_path}: generated RDF is invalid: {descr.get_reason()}")

@@ -176,17 +176,18 @@ def simulation_targets(labels: dict, names: Sequence[str], target: str, in_plane
     return np.stack(channels).astype(np.float32)
 
 
-def load_simulation(cfg) -> Tuple[SliceDataset, SliceDataset]:
+def load_simulation(cfg, *, training: bool = True) -> Tuple[SliceDataset, SliceDataset]:
     """Training seeds ``0..n_train-1`` and the held-out ``validation_seeds`` as volumes.
 
     ``instances`` of each entry is the label named by ``simulation.instances``
     (else the target label for foreground_boundary, else the first target
-    mask) for scoring.
+    mask) for scoring. ``training=False`` leaves the training set empty
+    (re-scoring a package needs only the held-out seeds).
     """
     sim_cfg = cfg.data.simulation
     train, val = SliceDataset([], [], [], []), SliceDataset([], [], [], [])
     score_label = sim_cfg.instances or sim_cfg.targets[0]
-    for ds, seeds in ((train, range(sim_cfg.n_train)), (val, sim_cfg.validation_seeds)):
+    for ds, seeds in ((train, range(sim_cfg.n_train) if training else ()), (val, sim_cfg.validation_seeds)):
         for seed in seeds:
             sim = simulate_volume(cfg, seed)
             ds.raw.append(normalise(sim.raw))

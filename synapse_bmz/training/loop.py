@@ -98,7 +98,8 @@ def _hardware(device: str) -> str:
 
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"CPU ({platform.processor() or platform.machine()}), {n} thread{'' if n == 1 else 's'}"
 
 
 def _truncate_log(log_path: Path, last_iteration: int) -> None:

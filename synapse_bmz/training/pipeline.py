@@ -211,9 +211,9 @@ def sample_input(img: np.ndarray, min_shape, step) -> np.ndarray:
     """Centre crop for the package's test tensor, shape (1, 1, [Z,] Y, X).
 
     Each axis gets the largest valid size (``min + n * step``) up to 256
-    (2D) or up to 16 sections and 128 pixels (3D), and at most the image.
+    (2D) or up to 32 sections and 128 pixels (3D), and at most the image.
     """
-    caps = [256, 256] if img.ndim == 2 else [16, 128, 128]
+    caps = [256, 256] if img.ndim == 2 else [32, 128, 128]
     sizes = []
     for n, cap, lo, st in zip(img.shape, caps, min_shape, step):
         limit = min(n, cap)

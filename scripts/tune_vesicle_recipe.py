@@ -1,0 +1,68 @@
+"""Choose the vesicles recipe settings of a 2D package on training sections only.
+
+Predicts five training sections (never the held-out ones) with the
+package's network, grid-searches the recipe's thresholds and mode for the
+best pooled instance F1 (IoU >= 0.5, Hungarian), and reports the held-out
+F1 with the winner. This is how ``model_packages/vesicles_2d`` got its
+``postprocessing.params``.
+
+Usage: ``python scripts/tune_vesicle_recipe.py [PACKAGE]`` (default model_packages/vesicles_2d)
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+GRID = {"mode": ["components", "distance"], "vesicle_radius_nm": [20, 30],
+        "foreground_threshold": [0.5, 0.7, 0.8, 0.9], "mask_threshold": [0.5, 0.7, 0.8, 0.9],
+        "boundary_threshold": [0.5, 0.7]}
+TUNING_SECTIONS = (0, 5, 10, 15, 20)  # indices into the training split
+
+
+def pooled_f1(preds, instances, voxel_size_nm, **params):
+    from analysis.evaluation import instance_scores
+    from postprocessing.vesicles import segment_vesicles
+
+    tp = fp = fn = 0
+    for p, gt in zip(preds, instances):
+        s = instance_scores(gt, segment_vesicles(p[0], p[1], voxel_size_nm, **params), 0.5)
+        tp, fp, fn = tp + s["tp"], fp + s["fp"], fn + s["fn"]
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+def main(argv=None) -> int:
+    package = Path((argv or sys.argv[1:] or [REPO / "model_packages" / "vesicles_2d"])[0])
+    from synapse_bmz.training.adapt import load_package_network
+    from synapse_bmz.training.config import load_train_config
+    from synapse_bmz.training.data import load_split
+    from synapse_bmz.training.loop import predict_slices
+
+    cfg = load_train_config(package / "train.yaml")
+    train, val = load_split(cfg)
+    net = load_package_network(package)
+    vox = tuple(cfg.data.voxel_size_nm)
+    sel = [i for i in TUNING_SECTIONS if i < len(train.raw)]
+    p_train = predict_slices(net.model, [train.raw[i] for i in sel], "cpu", net.model.divisibility)
+    p_val = predict_slices(net.model, val.raw, "cpu", net.model.divisibility)
+    gt_train = [train.instances[i] for i in sel]
+    scored = []
+    for values in itertools.product(*GRID.values()):
+        params = dict(zip(GRID, values))
+        scored.append((pooled_f1(p_train, gt_train, vox, **params), params))
+    scored.sort(key=lambda t: -t[0])
+    best_f1, best = scored[0]
+    print(f"defaults: training F1 {pooled_f1(p_train, gt_train, vox):.3f}, held-out F1 {pooled_f1(p_val, val.instances, vox):.3f}")
+    print(f"best on training sections {[train.names[i] for i in sel]}: F1 {best_f1:.3f} with {best}")
+    print(f"held-out F1 with it: {pooled_f1(p_val, val.instances, vox, **best):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
