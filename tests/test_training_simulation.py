@@ -105,3 +105,29 @@ def test_tiny_ribbon_run_writes_a_three_channel_package(tmp_path):
     card = (rdf.parent / "README.md").read_text()
     assert "Trained on simulation only" in card
     assert np.load(rdf.parent / "test_output.npy").shape[1] == 3
+
+
+def test_degrade_resolution_removes_detail_and_keeps_shape():
+    from synapse_bmz.training.augment import degrade_resolution
+
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(16, 40, 40)).astype(np.float32)
+    out = degrade_resolution(raw, np.random.default_rng(1))
+    assert out.shape == raw.shape and out.dtype == np.float32
+    assert abs(float(out.mean())) < 1e-4 and abs(float(out.std()) - 1) < 1e-3
+    # white noise loses its finest scale: neighbouring voxels become correlated
+    corr = np.corrcoef(out[:, :, :-1].ravel(), out[:, :, 1:].ravel())[0, 1]
+    assert corr > 0.5 > abs(np.corrcoef(raw[:, :, :-1].ravel(), raw[:, :, 1:].ravel())[0, 1])
+
+
+def test_zero_degrade_probability_leaves_the_patch_stream_unchanged(tmp_path):
+    """Configs without the option reproduce the weights they shipped with."""
+    from synapse_bmz.training.data import sample_batch
+
+    cfg = load_train_config(_config(tmp_path))
+    train, _ = load_simulation(cfg)
+    a = sample_batch(train, [8, 32, 32], 2, np.random.default_rng(3), 0.0)
+    b = sample_batch(train, [8, 32, 32], 2, np.random.default_rng(3), 0.0, degrade_probability=0.0)
+    np.testing.assert_array_equal(a[0], b[0])
+    c = sample_batch(train, [8, 32, 32], 2, np.random.default_rng(3), 0.0, degrade_probability=1.0)
+    assert not np.array_equal(a[0], c[0])

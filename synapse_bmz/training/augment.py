@@ -57,8 +57,39 @@ def intensity(raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return raw.astype(np.float32)
 
 
-def augment_pair(raw: np.ndarray, target: np.ndarray, rng: np.random.Generator):
+def degrade_resolution(raw: np.ndarray, rng: np.random.Generator, max_factor: float = 3.0) -> np.ndarray:
+    """Lose detail as a coarser acquisition would: zoom out by a random factor, zoom back.
+
+    A model trained on crisp simulated tomograms sees real data of coarser
+    voxel size (FIB-SEM at 5 nm, binned tomograms) resampled up to its own
+    grid, i.e. smooth; this shows it such images. Also adds an in-plane blur
+    of the same scale and renormalises to zero mean, unit variance.
+
+    Parameters
+    ----------
+    raw : ndarray, shape ([Z,] Y, X), float32
+    max_factor : float
+        Largest down-sampling factor per axis (drawn uniformly from [1.5, max_factor]).
+
+    Returns
+    -------
+    ndarray, float32, same shape
+    """
+    factor = rng.uniform(1.5, max_factor)
+    small = ndi.zoom(raw, 1.0 / factor, order=1)
+    back = ndi.zoom(small, [s / t for s, t in zip(raw.shape, small.shape)], order=1)
+    back = back[tuple(slice(0, s) for s in raw.shape)]
+    if back.shape != raw.shape:  # rounding in zoom: pad by edge values
+        back = np.pad(back, [(0, s - b) for s, b in zip(raw.shape, back.shape)], mode="edge")
+    back = back.astype(np.float32)
+    return (back - back.mean()) / max(float(back.std()), 1e-6)
+
+
+def augment_pair(raw: np.ndarray, target: np.ndarray, rng: np.random.Generator,
+                 degrade_probability: float = 0.0):
     """Augment one normalised patch and its target consistently (`flip_rotate`, then `intensity`).
+
+    ``degrade_probability``: chance of `degrade_resolution` before the intensity changes.
 
     Parameters
     ----------
@@ -71,4 +102,6 @@ def augment_pair(raw: np.ndarray, target: np.ndarray, rng: np.random.Generator):
     raw, target : ndarrays of the same shapes (Y and X swap only for square patches)
     """
     raw, target = flip_rotate(raw, target, rng)
+    if degrade_probability and rng.random() < degrade_probability:
+        raw = degrade_resolution(raw, rng)
     return intensity(raw, rng), target

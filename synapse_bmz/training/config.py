@@ -87,6 +87,9 @@ class OptimConfig(BaseModel):
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     reject_empty_probability: float = 0.95
     foreground_weight: float = 1.0
+    # chance per patch of a random loss of resolution (`augment.degrade_resolution`):
+    # for simulation-trained models meant to run on coarser real data
+    degrade_probability: float = Field(default=0.0, ge=0.0, le=1.0)
     validate_every: int = 100
     checkpoint_every: int = 100
     mixed_precision: bool = True

@@ -201,7 +201,8 @@ def load_simulation(cfg, *, training: bool = True) -> Tuple[SliceDataset, SliceD
 
 
 def sample_batch(ds: SliceDataset, patch: Sequence[int], batch_size: int,
-                 rng: np.random.Generator, reject_empty_probability: float):
+                 rng: np.random.Generator, reject_empty_probability: float,
+                 degrade_probability: float = 0.0):
     """Random augmented patches; patches without foreground are rejected with the given probability.
 
     Parameters
@@ -229,7 +230,7 @@ def sample_batch(ds: SliceDataset, patch: Sequence[int], batch_size: int,
         t = tgt[(slice(None),) + window]
         if not t[0].any() and rng.random() < reject_empty_probability:
             continue
-        r, t = augment_pair(img[window], t, rng)
+        r, t = augment_pair(img[window], t, rng, degrade_probability)
         xs.append(r[None])
         ys.append(t)
     return np.stack(xs), np.stack(ys)

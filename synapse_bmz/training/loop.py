@@ -185,7 +185,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
     for it in bar:
         model.train()
         x, y = sample_batch(train_data, cfg.train.patch, cfg.train.batch_size, rng,
-                            cfg.train.reject_empty_probability)
+                            cfg.train.reject_empty_probability, cfg.train.degrade_probability)
         x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device_type="cuda", enabled=use_amp):
