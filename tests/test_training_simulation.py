@@ -131,3 +131,15 @@ def test_zero_degrade_probability_leaves_the_patch_stream_unchanged(tmp_path):
     np.testing.assert_array_equal(a[0], b[0])
     c = sample_batch(train, [8, 32, 32], 2, np.random.default_rng(3), 0.0, degrade_probability=1.0)
     assert not np.array_equal(a[0], c[0])
+
+
+def test_primary_metric_override(tmp_path):
+    path = _config(tmp_path)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["package"]["primary_metric"] = "foreground_iou"
+    path.write_text(yaml.safe_dump(cfg))
+    assert primary_metric(load_train_config(path)) == "foreground_iou"
+    cfg["package"]["primary_metric"] = "accuracy"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(InputError, match="primary_metric"):
+        load_train_config(path)

@@ -23,7 +23,10 @@ CLEFT_TASKS = ("clefts", "synapses")
 
 def primary_metric(cfg: TrainConfig) -> str:
     """The figure a package's card stands for: CREMI score for clefts/synapses,
-    instance F1 when a recipe makes instances, foreground Dice for masks."""
+    instance F1 when a recipe makes instances, foreground Dice for masks;
+    ``package.primary_metric`` overrides (mitochondria_2d is judged by foreground IoU)."""
+    if cfg.package.primary_metric:
+        return cfg.package.primary_metric
     if cfg.package.task in CLEFT_TASKS:
         return "cremi_score_nm"
     sim = cfg.data.simulation
@@ -51,6 +54,8 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
     pp = cfg.package.postprocessing or {}
     clefts = cfg.package.task in CLEFT_TASKS
     scored = primary_metric(cfg)
+    # instance F1 wherever the recipe's instances have ground truth to match (not for plain masks)
+    want_instances = bool(pp.get("recipe")) and scored != "foreground_dice"
     multi_mask = cfg.target == "mask" and cfg.out_channels > 1
     channel_dice: Dict[str, list] = {c: [] for c in cfg.package.channels} if multi_mask else {}
     for p, gt, tgt in zip(preds, val.instances, val.targets):
@@ -67,7 +72,7 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
         dices.append(dice(ref, fg))
         ious.append(foreground_iou(ref, fg))
         labels = (apply_recipe(pp["recipe"], p, tuple(cfg.data.voxel_size_nm), pp.get("params", {}))
-                  if pp.get("recipe") and scored != "foreground_dice" else None)
+                  if want_instances else None)
         if clefts:
             found = (labels if labels is not None else fg) > 0
             cremi.append(cremi_cleft_scores((gt > 0).astype(np.uint32), found.astype(np.uint32),
@@ -83,7 +88,7 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
             out[key] = float(np.mean(vals)) if vals else float("inf")
         for key in ("false_positives", "false_negatives"):
             out[key] = int(sum(c[key] for c in cremi))
-    elif scored == "instance_f1":
+    elif want_instances:
         out.update({"instance_f1": 2 * tp / max(2 * tp + fp + fn, 1), "instance_precision": tp / max(tp + fp, 1),
                     "instance_recall": tp / max(tp + fn, 1), "n_ground_truth_objects": tp + fn})
     return out
@@ -116,6 +121,9 @@ _METRIC_TEXT = {
                        "to the nearest predicted one, ADF of predicted voxels to the nearest ground-truth "
                        "one; the CREMI score is their mean (lower is better). False positives / negatives "
                        "count voxels farther than 200 nm. Foreground Dice is voxel-wise."),
+    "foreground_iou": ("Foreground IoU (Jaccard) of the thresholded (> 0.5) first channel against the "
+                       "annotation, voxel-wise, averaged over the held-out images; Dice alongside. Instance F1 "
+                       "(IoU >= 0.5, Hungarian, after the postprocessing recipe) is reported too."),
     "foreground_dice": ("Voxel-wise Dice and IoU of the thresholded (> 0.5) prediction; with several "
                         "channels, per channel (`dice_<channel>`) and their mean (`foreground_dice`)."),
 }
