@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .imaging import CRYO_IMAGING, RT_IMAGING, ImagingParams, reconstruct_tilt_series
-from .materials import density_table, texture_table
+from .materials import Material, density_table, texture_table
 from .shapes import smooth_noise
 from .synapse_phantom import SynapsePhantom, build_synapse_phantom
 
@@ -54,7 +54,8 @@ class SimulatedSynapse:
     params: dict = field(default_factory=dict)
 
 
-def render_density(phantom: SynapsePhantom, modality: str, rng: np.random.Generator) -> np.ndarray:
+def render_density(phantom: SynapsePhantom, modality: str, rng: np.random.Generator,
+                   lumen_density: float | None = None) -> np.ndarray:
     """Map the phantom's materials to density with a granular texture.
 
     Parameters
@@ -62,12 +63,20 @@ def render_density(phantom: SynapsePhantom, modality: str, rng: np.random.Genera
     phantom : SynapsePhantom
     modality : {'rt', 'cryo'}
     rng : numpy.random.Generator
+    lumen_density : float, optional
+        Density of the vesicle lumen instead of the modality's default
+        (RT: 0.22, a light lumen inside a dark ring; values near the
+        membrane's 0.95 give the filled dark vesicles of FIB-SEM, whose
+        stain fills the lumen).
 
     Returns
     -------
     density : (Z, Y, X) ndarray of float32
     """
     lut = density_table(modality)
+    if lumen_density is not None:
+        lut = lut.copy()
+        lut[int(Material.VESICLE_LUMEN)] = float(lumen_density)
     texture = smooth_noise(phantom.materials.shape, 1.0, rng)
     return lut[phantom.materials] + texture * texture_table()[phantom.materials]
 
@@ -76,8 +85,15 @@ def _simulate(shape, voxel_size_nm, seed, ribbon, imaging: ImagingParams, phanto
     if len(shape) != 3 or len(voxel_size_nm) != 3:
         raise ValueError(f"`shape` {shape} and `voxel_size_nm` {voxel_size_nm} must both have 3 entries (z, y, x)")
     rng = np.random.default_rng(seed)
+    lumen = phantom_kwargs.pop("lumen_density", None)
     phantom = build_synapse_phantom(shape, voxel_size_nm, rng, ribbon=ribbon, **phantom_kwargs)
-    density = render_density(phantom, imaging.modality, rng)
+    if lumen is not None and np.ndim(lumen) == 1:
+        # a (low, high) range: one value per tomogram, drawn after the phantom so
+        # the phantom of a seed does not depend on this option
+        lumen = float(rng.uniform(*lumen))
+    if lumen is not None:
+        phantom_kwargs["lumen_density"] = lumen
+    density = render_density(phantom, imaging.modality, rng, lumen_density=lumen)
     raw, angles = reconstruct_tilt_series(density, phantom.voxel_size_nm, imaging, rng)
     params = dict(shape=tuple(shape), voxel_size_nm=phantom.voxel_size_nm, seed=seed, ribbon=ribbon,
                   imaging=imaging.__dict__.copy(), **phantom_kwargs)
@@ -121,7 +137,9 @@ def simulate_tomogram(
         by default.
     **phantom_kwargs
         Passed to :func:`~synapse_bmz.simulate.synapse_phantom.build_synapse_phantom`
-        (``cleft_width_nm``, ``membrane_thickness_nm``, ``n_docked``, ...).
+        (``cleft_width_nm``, ``membrane_thickness_nm``, ``n_docked``, ...),
+        except ``lumen_density`` (float, or a ``(low, high)`` range drawn once
+        per seed), which sets the vesicle-lumen stain (see `render_density`).
 
     Returns
     -------
