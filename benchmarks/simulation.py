@@ -97,19 +97,18 @@ def epfl_volume():
     return raw[win], mask[win], corner
 
 
-def cross_domain(root: Path) -> dict:
-    """vesicles_3d on the real EPFL sections: per-section instance F1 against the real labels."""
+def cross_domain(pkg: Path) -> dict:
+    """A vesicle package (default vesicles_3d) on the real EPFL sections: per-section instance F1."""
     from synapse_bmz.training.evaluate import evaluate_package_instances_per_section
 
-    pkg = root / "vesicles_3d"
     if not (pkg / "rdf.yaml").exists():
-        return {"skipped": "vesicles_3d not trained yet"}
+        return {"skipped": f"{pkg} not trained yet"}
     if not EPFL.is_dir():
         return {"skipped": f"EPFL data not found at {EPFL}"}
     raw, mask, corner = epfl_volume()
     t0 = time.perf_counter()
     s = evaluate_package_instances_per_section(pkg, raw, mask, voxel_size_nm=EPFL_VOXEL_SIZE_NM)
-    return {"vesicles_3d_on_epfl": {
+    return {f"{pkg.name}_on_epfl": {
         "f1": round(s["f1"], 4), "precision": round(s["precision"], 4), "recall": round(s["recall"], 4),
         "n_ground_truth_objects": s["n_ground_truth_objects"], "n_sections": s["n_sections"],
         "window_yx": [corner[0], corner[1], CROSS_DOMAIN_WINDOW[0], CROSS_DOMAIN_WINDOW[1]],
@@ -133,6 +132,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="time the RT tomogram once, skip the variants")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
     parser.add_argument("--packages", type=Path, default=REPO / "model_packages", help="model package folder")
+    parser.add_argument("--cross-domain-package", type=Path, default=None,
+                        help="package scored on EPFL (default: vesicles_3d in --packages)")
     args = parser.parse_args(argv)
 
     from synapse_bmz.simulate import simulate_cryo_tomogram, simulate_sstem_neuropil, simulate_tomogram
@@ -157,7 +158,7 @@ def main(argv=None) -> int:
         )
         result["variants_s"]["sstem_16x256x256"] = round(_timed(lambda: simulate_sstem_neuropil(seed=0), repeats)[0], 3)
         result["packages"] = score_packages(args.packages)
-        result["cross_domain"] = cross_domain(args.packages)
+        result["cross_domain"] = cross_domain(args.cross_domain_package or args.packages / "vesicles_3d")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

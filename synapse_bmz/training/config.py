@@ -170,23 +170,23 @@ def _check_simulation(cfg: TrainConfig, path: Path) -> None:
         raise InputError(path, "data.simulation.targets: foreground_boundary needs exactly one instance label")
     if set(sim.validation_seeds) & set(range(sim.n_train)):
         raise InputError(path, f"data.simulation: validation_seeds {sim.validation_seeds} overlap the training seeds 0..{sim.n_train - 1}")
-    for name, values in (("data.voxel_size_nm", cfg.data.voxel_size_nm), ("train.patch", cfg.train.patch),
-                         ("package.halo", cfg.package.halo), ("package.min_shape", cfg.package.min_shape),
-                         ("package.step", cfg.package.step)):
-        if len(values) != 3:
-            raise InputError(path, f"{name}: needs 3 entries for a 3D model, got {values}")
+    _check_axis_lengths(cfg, path, 3)
 
 
 def _check_dims(cfg: TrainConfig, path: Path) -> None:
     """Per-axis lists must match ``model.ndim``; exactly one held-out split is named."""
-    nd = cfg.model.ndim
-    for name, values in (("data.voxel_size_nm", cfg.data.voxel_size_nm), ("train.patch", cfg.train.patch),
-                         ("package.halo", cfg.package.halo), ("package.min_shape", cfg.package.min_shape),
-                         ("package.step", cfg.package.step)):
-        if len(values) != nd:
-            raise InputError(path, f"{name}: needs {nd} entries for a {nd}D model, got {values}")
+    _check_axis_lengths(cfg, path, cfg.model.ndim)
     vz = cfg.data.validation_z
     if bool(cfg.data.validation) == (vz is not None):
         raise InputError(path, "data: give exactly one of `validation` (file names) or `validation_z` ([start, stop))")
     if vz is not None and (len(vz) != 2 or not 0 <= vz[0] < vz[1]):
         raise InputError(path, f"data.validation_z: expected [start, stop) with 0 <= start < stop, got {vz}")
+
+
+def _check_axis_lengths(cfg: TrainConfig, path: Path, nd: int) -> None:
+    """Every per-axis list has ``nd`` entries."""
+    for name, values in (("data.voxel_size_nm", cfg.data.voxel_size_nm), ("train.patch", cfg.train.patch),
+                         ("package.halo", cfg.package.halo), ("package.min_shape", cfg.package.min_shape),
+                         ("package.step", cfg.package.step)):
+        if len(values) != nd:
+            raise InputError(path, f"{name}: needs {nd} entries for a {nd}D model, got {values}")

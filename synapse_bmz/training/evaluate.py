@@ -28,6 +28,21 @@ def _mask(mask: ArrayOrPath, voxel_size_nm, threshold: float) -> np.ndarray:
     return label_mask(read_volume(mask, voxel_size_nm).to_numpy(), threshold)
 
 
+def _run_package(package, raw: ArrayOrPath, tmp: Path, *, voxel_size_nm, postprocess: bool, device):
+    """``synapse-bmz run`` on ``raw`` (an array is written to ``tmp`` first); outputs under ``tmp/out``."""
+    from ..io import write_volume
+    from ..runner.run import RunOptions, run
+
+    if isinstance(raw, np.ndarray):
+        if voxel_size_nm is None:
+            raise InputError("raw", "an in-memory array needs voxel_size_nm")
+        path = tmp / "input.npy"
+        write_volume(path, raw, voxel_size_nm)
+        raw = path
+    opts = RunOptions(voxel_size_nm=voxel_size_nm, postprocess=postprocess, progress=False, device=device)
+    return run(package, [str(raw)], tmp / "out", opts)[0]
+
+
 def predict_foreground(package, raw: ArrayOrPath, *, voxel_size_nm: Optional[Sequence[float]] = None,
                        channel: int = 0, threshold: float = 0.5, device: Optional[str] = None,
                        work_dir: Optional[Path] = None) -> np.ndarray:
@@ -51,20 +66,10 @@ def predict_foreground(package, raw: ArrayOrPath, *, voxel_size_nm: Optional[Seq
     """
     import zarr
 
-    from ..io import write_volume
     from ..runner.resample import labels_to_grid
-    from ..runner.run import RunOptions, run
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        tmp = Path(tmp)
-        if isinstance(raw, np.ndarray):
-            if voxel_size_nm is None:
-                raise InputError("raw", "an in-memory array needs voxel_size_nm")
-            path = tmp / "input.npy"
-            write_volume(path, raw, voxel_size_nm)
-            raw = path
-        opts = RunOptions(voxel_size_nm=voxel_size_nm, postprocess=False, progress=False, device=device)
-        res = run(package, [str(raw)], tmp / "out", opts)[0]
+        res = _run_package(package, raw, Path(tmp), voxel_size_nm=voxel_size_nm, postprocess=False, device=device)
         node = zarr.open(store=str(res.prediction), mode="r")
         pred = node["0"] if hasattr(node, "keys") else node
         fg = (np.asarray(pred[channel]) > threshold).astype(np.uint8)
@@ -165,21 +170,11 @@ def evaluate_package_instances_per_section(package, raw_volume: ArrayOrPath, mas
 
     from analysis.evaluation import instance_scores
 
-    from ..io import write_volume
-    from ..runner.run import RunOptions, run
     from .targets import instances_from_mask
 
     gt = _mask(mask_volume, voxel_size_nm, mask_threshold)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        tmp = Path(tmp)
-        if isinstance(raw_volume, np.ndarray):
-            if voxel_size_nm is None:
-                raise InputError("raw", "an in-memory array needs voxel_size_nm")
-            path = tmp / "input.npy"
-            write_volume(path, raw_volume, voxel_size_nm)
-            raw_volume = path
-        opts = RunOptions(voxel_size_nm=voxel_size_nm, postprocess=True, progress=False, device=device)
-        res = run(package, [str(raw_volume)], tmp / "out", opts)[0]
+        res = _run_package(package, raw_volume, Path(tmp), voxel_size_nm=voxel_size_nm, postprocess=True, device=device)
         labels = tifffile.imread(res.labels)
     if labels.shape != gt.shape:
         raise InputError(str(mask_volume), f"annotation shape {gt.shape} differs from the prediction's {labels.shape}")
