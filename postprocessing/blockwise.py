@@ -34,36 +34,43 @@ labels themselves (1 = ribbon, 2 = PD, 3 = membrane), not renumbered.
 
 from __future__ import annotations
 
-import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
 
-from .recipes import RECIPES, apply_recipe
+from .blocks import Block, BlockGrid, context_voxels
+from .recipes import RECIPES, apply_recipe, recipe_context_nm
 
-__all__ = ["apply_recipe_blockwise", "iter_blocks", "NOT_BLOCKWISE"]
+__all__ = ["apply_recipe_blockwise", "iter_blocks", "label_block", "relabel_block", "recipe_grid", "NOT_BLOCKWISE"]
 
 #: Recipes that cannot run block-wise (none: ``ribbon`` has its own passes).
 NOT_BLOCKWISE: frozenset[str] = frozenset()
 
-# Ids are written to uint32; anchors must stay below this.
+# In-place stitching writes anchors to the uint32 output; they must stay below this.
 _MAX_ID = np.iinfo(np.uint32).max
 
 
 def iter_blocks(shape: Sequence[int], block_shape: Sequence[int], halo: Sequence[int]):
-    """Yield ``(inner, outer)`` slice tuples of all blocks in raster order.
+    """Yield ``(inner, outer)`` slice tuples of all blocks in raster order
+    (``write`` and ``read`` regions of a `BlockGrid`)."""
+    for block in BlockGrid(shape, block_shape, np.broadcast_to(halo, (len(shape),)).tolist()):
+        yield block.write, block.read
 
-    ``inner`` are the block's own voxels, ``outer`` the block grown by
-    ``halo`` and clipped to ``shape``.
+
+def recipe_grid(name: str, params: dict | None, shape: Sequence[int], voxel_size_nm: Sequence[float],
+                block_shape: Sequence[int], context_nm: float | None = None) -> BlockGrid:
+    """The block grid a recipe runs on: context from ``recipe_context_nm`` (or
+    ``context_nm``) converted with the voxel size of the recipe's spatial axes.
+
+    For a 2D recipe on a stack (``len(voxel_size_nm) < len(shape)``) the
+    leading axes get no context: sections are segmented independently.
     """
-    starts = [range(0, s, b) for s, b in zip(shape, block_shape)]
-    for corner in itertools.product(*starts):
-        inner = tuple(slice(c, min(c + b, s)) for c, b, s in zip(corner, block_shape, shape))
-        outer = tuple(
-            slice(max(sl.start - h, 0), min(sl.stop + h, s)) for sl, h, s in zip(inner, halo, shape)
-        )
-        yield inner, outer
+    ctx = recipe_context_nm(name, params) if context_nm is None else float(context_nm)
+    nd = len(voxel_size_nm)
+    lead = len(shape) - nd
+    context = (0,) * lead + context_voxels(ctx, voxel_size_nm)
+    return BlockGrid(shape, block_shape, list(context))
 
 
 def _anchor_ids(labels: np.ndarray, outer: tuple[slice, ...], shape: Sequence[int]) -> np.ndarray:
@@ -82,14 +89,57 @@ def _anchor_ids(labels: np.ndarray, outer: tuple[slice, ...], shape: Sequence[in
     return lut
 
 
-def _process_block(name, prediction, voxel_size_nm, params, out, inner, outer, shape):
-    block = np.asarray(prediction[(slice(None),) + outer], dtype=np.float32)
-    labels = apply_recipe(name, block, voxel_size_nm, params)
-    lut = _anchor_ids(labels, outer, shape)
-    own = tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))
-    ids = lut[labels[own]]
-    out[inner] = ids.astype(np.uint32)
+def _labels_of_region(name, block, voxel_size_nm, params):
+    """Recipe labels of a read region; a 2D recipe runs section by section."""
+    nd = len(voxel_size_nm)
+    if block.ndim - 1 == nd:
+        return apply_recipe(name, block, voxel_size_nm, params)
+    labels = np.zeros(block.shape[1:], np.int64)
+    offset = 0
+    for idx in np.ndindex(*block.shape[1:-nd]):
+        lab = apply_recipe(name, block[(slice(None),) + idx], voxel_size_nm, params).astype(np.int64)
+        labels[idx] = np.where(lab > 0, lab + offset, 0)
+        offset = int(labels[idx].max(initial=offset))
+    return labels
+
+
+def label_block(name: str, prediction, voxel_size_nm: Sequence[float], params: dict | None,
+                block: Block, shape: Sequence[int], anchors_out) -> np.ndarray:
+    """Run the recipe on one block's read region and write anchor ids of its own voxels.
+
+    Parameters
+    ----------
+    prediction : array-like, shape (C, *shape)
+        Channel-first probabilities (numpy-sliceable: numpy, zarr, dask).
+    voxel_size_nm : sequence of float
+        Voxel size (nm) of the recipe's spatial axes (the last ones).
+    block : Block
+        From `recipe_grid`.
+    shape : sequence of int
+        Spatial shape of the whole volume.
+    anchors_out : writable array-like, ``shape``, int64/uint64 (or uint32 if small)
+        Receives, in ``block.write``, the anchor of every instance: one plus
+        the global raster index of its first voxel in the read region. Every
+        block that sees an instance whole computes the same anchor.
+
+    Returns
+    -------
+    ndarray of int64
+        The sorted anchors present in the block's own voxels.
+    """
+    region = np.asarray(prediction[(slice(None),) + block.read], dtype=np.float32)
+    labels = _labels_of_region(name, region, voxel_size_nm, params)
+    lut = _anchor_ids(labels, block.read, shape)
+    ids = lut[labels[block.own]]
+    anchors_out[block.write] = ids.astype(anchors_out.dtype, copy=False)
     return np.unique(ids[ids > 0])
+
+
+def relabel_block(anchors_in, anchors: np.ndarray, block: Block, out) -> None:
+    """Write labels 1..N (position of each anchor in the sorted ``anchors``) for one block."""
+    ids = np.asarray(anchors_in[block.write]).astype(np.int64)
+    new = np.searchsorted(anchors, ids) + 1
+    out[block.write] = np.where(ids > 0, new, 0).astype(np.uint32)
 
 
 def apply_recipe_blockwise(
@@ -99,7 +149,7 @@ def apply_recipe_blockwise(
     params: dict | None,
     out,
     block_shape: Sequence[int],
-    halo: Sequence[int],
+    halo: Sequence[int] | None = None,
     *,
     n_workers: int = 1,
 ):
@@ -124,9 +174,10 @@ def apply_recipe_blockwise(
         share chunks.
     block_shape : sequence of int
         Block size in voxels per spatial axis.
-    halo : sequence of int or int
+    halo : sequence of int or int, optional
         Extra context in voxels per spatial axis on each side of a block;
-        must exceed the size of the objects (see module docstring).
+        must exceed the size of the objects (see module docstring). Default:
+        the recipe's declared context (``recipes.recipe_context_nm``) in voxels.
     n_workers : int, optional
         Blocks processed concurrently by threads. Default 1 (serial).
 
@@ -152,6 +203,8 @@ def apply_recipe_blockwise(
     if tuple(out.shape) != shape:
         raise ValueError(f"`out` (shape {tuple(out.shape)}) must have the spatial shape of `prediction` {shape}")
     block_shape = tuple(int(b) for b in np.broadcast_to(block_shape, (ndim,)))
+    if halo is None:
+        halo = context_voxels(recipe_context_nm(name, params), voxel_size_nm)
     halo = tuple(int(h) for h in np.broadcast_to(halo, (ndim,)))
     if np.prod(shape, dtype=np.float64) >= _MAX_ID:
         raise ValueError(f"volume of shape {shape} has too many voxels for uint32 anchor ids")
@@ -161,28 +214,25 @@ def apply_recipe_blockwise(
         return segment_ribbon_blockwise(
             prediction, voxel_size_nm, out, block_shape, halo, n_workers=n_workers, **(params or {})
         )
-    blocks = list(iter_blocks(shape, block_shape, halo))
+    grid = BlockGrid(shape, block_shape, list(halo))
 
     def run(block):
-        return _process_block(name, prediction, voxel_size_nm, params, out, *block, shape)
+        return label_block(name, prediction, voxel_size_nm, params, block, shape, out)
 
     if n_workers > 1:
         with ThreadPoolExecutor(n_workers) as pool:
-            found = list(pool.map(run, blocks))
+            found = list(pool.map(run, grid))
     else:
-        found = [run(block) for block in blocks]
+        found = [run(block) for block in grid]
     anchors = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
     def renumber(block):
-        inner = block[0]
-        ids = np.asarray(out[inner]).astype(np.int64)
-        new = np.searchsorted(anchors, ids) + 1
-        out[inner] = np.where(ids > 0, new, 0).astype(np.uint32)
+        relabel_block(out, anchors, block, out)
 
     if n_workers > 1:
         with ThreadPoolExecutor(n_workers) as pool:
-            list(pool.map(renumber, blocks))
+            list(pool.map(renumber, grid))
     else:
-        for block in blocks:
+        for block in grid:
             renumber(block)
     return out

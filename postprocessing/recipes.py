@@ -35,7 +35,7 @@ from .mitochondria import segment_mitochondria
 from .ribbon import segment_ribbon
 from .vesicles import segment_vesicles
 
-__all__ = ["RECIPES", "CHANNELS", "apply_recipe"]
+__all__ = ["RECIPES", "CHANNELS", "apply_recipe", "recipe_context_nm"]
 
 #: Channel names of each recipe's input, in order.
 CHANNELS: dict[str, tuple[str, ...]] = {
@@ -81,6 +81,39 @@ RECIPES: dict[str, Callable[..., np.ndarray]] = {
     "compartments": _compartments,
     "ribbon": _ribbon,
 }
+
+
+#: Context in nm each recipe needs around a block for the block-wise result to
+#: equal the whole-volume one: the largest object (and the region that decides
+#: it) it is exact for. ``f(params) -> nm``. A package may raise it with
+#: ``config.synapse_bmz.postprocessing.context_nm``.
+CONTEXT_NM: dict[str, Callable[[dict], float]] = {
+    # a cluster of touching vesicles (one mask component) up to ~8 vesicles across;
+    # on the EPFL crop (r = 30 nm) 8 radii were too few, 13 enough
+    "vesicles": lambda p: 16.0 * float(p.get("vesicle_radius_nm", 20.0)),
+    # mitochondria profiles up to ~0.5 um from any block face
+    "mitochondria": lambda p: 500.0,
+    # thresholded components (active zone, cleft) up to 0.5 / 1 um
+    "active_zone": lambda p: 500.0,
+    "clefts": lambda p: 1000.0,
+    # compartments are cell-sized: exact for compartments up to ~1.5 um
+    "compartments": lambda p: 1500.0,
+    # the ribbon's distance-limited steps (its components are stitched exactly)
+    "ribbon": lambda p: float(p.get("contact_distance_nm", 20.0)) + float(p.get("membrane_distance_nm", 500.0)),
+}
+
+
+def recipe_context_nm(name: str, params: dict | None = None) -> float:
+    """Context in nm recipe ``name`` needs on every side of a block (see ``CONTEXT_NM``).
+
+    Raises
+    ------
+    KeyError
+        Unknown recipe name.
+    """
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; available recipes: {', '.join(sorted(RECIPES))}")
+    return float(CONTEXT_NM[name](dict(params or {})))
 
 
 def apply_recipe(

@@ -47,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--weight-format", choices=["torchscript", "pytorch_state_dict", "onnx"], help="force a weight format")
     r.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: finished blocks (done markers in OUT/.NAME.partial) are kept")
+    r.add_argument("--skip-existing", action="store_true", help="leave inputs whose output folder exists (continue a folder run)")
+    r.add_argument("--cluster", metavar="local[:N]|slurm[:N]|tcp://ADDRESS",
+                   help="run blocks on dask.distributed: a local cluster of N worker processes, N SLURM jobs "
+                        "(dask-jobqueue, configured by ~/.config/dask/jobqueue.yaml) or an existing scheduler")
+    r.add_argument("--worker-memory", help="memory limit per dask worker, e.g. 2GB (default: dask's)")
+    r.add_argument("--threads-per-worker", type=int, default=1, help="torch threads per dask worker (default 1)")
+    r.add_argument("--max-in-memory-voxels", type=int,
+                   help="postprocess predictions above this many voxels block by block (default 2^28)")
 
     k = sub.add_parser("package", help="build a bioimage.io package from a training config's run, or test one")
     k.add_argument("action", choices=["test"], help="`test`: run bioimageio.core's test for every weight format")
@@ -104,14 +114,42 @@ def cmd_models() -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from .runner.run import RunOptions, run
+    from .runner.run import RunFailure, RunOptions, iter_run
 
+    if a.threads_per_worker is not None and a.threads_per_worker < 1:
+        from .errors import OptionError
+
+        raise OptionError("--threads-per-worker", f"{a.threads_per_worker} must be a positive integer")
     opts = RunOptions(tile=a.tile, halo=a.halo, device=a.device, batch_size=a.batch_size,
                       voxel_size_nm=a.voxel_size, postprocess=not a.no_postprocess, label_format=a.format,
-                      weight_format=a.weight_format, overwrite=a.overwrite, progress=not a.quiet)
-    for res in run(a.model, a.inputs, a.output, opts):
+                      weight_format=a.weight_format, overwrite=a.overwrite, progress=not a.quiet,
+                      resume=a.resume, skip_existing=a.skip_existing, cluster=a.cluster,
+                      worker_memory=a.worker_memory, threads_per_worker=a.threads_per_worker,
+                      in_memory_voxels=a.max_in_memory_voxels)
+    failures = []
+    n_ok = 0
+    for res in iter_run(a.model, a.inputs, a.output, opts):
+        if isinstance(res, RunFailure):
+            failures.append(res)
+            print(f"{res.input}: FAILED", file=sys.stderr, flush=True)
+            continue
+        n_ok += 1
+        if res.skipped:
+            print(f"{res.input} -> {res.output_dir}: exists, skipped", flush=True)
+            continue
         found = f", {res.n_objects} objects -> {res.labels.name}, {res.table.name}" if res.labels else ""
-        print(f"{res.input} -> {res.output_dir}: {res.voxels / res.predict_s / 1e6:.2f} M voxels/s{found}")
+        resumed = (f", resumed: {res.blocks_computed} of {res.blocks_total} blocks computed"
+                   if res.blocks_computed < res.blocks_total else "")
+        speed = res.voxels / res.predict_s / 1e6 if res.predict_s > 0 else float("nan")
+        print(f"{res.input} -> {res.output_dir}: {speed:.2f} M voxels/s{found}{resumed}", flush=True)
+    if failures:
+        if len(failures) == 1 and n_ok == 0:
+            print(f"synapse-bmz: error: {failures[0].message}", file=sys.stderr)
+        else:
+            print(f"synapse-bmz: {len(failures)} of {len(failures) + n_ok} inputs failed:", file=sys.stderr)
+            for f in failures:
+                print(f"  {f.message}", file=sys.stderr)
+        return 2 if all(f.user_error for f in failures) else 1
     return 0
 
 
@@ -184,8 +222,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.command is None:
         parser.print_help()
         return 2
-    from .errors import SynapseBmzError
+    import signal
 
+    from .errors import Cancelled, SynapseBmzError
+
+    def _stop(signum, frame):
+        raise Cancelled(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM,)}
     try:
         if a.command == "models":
             return cmd_models()
@@ -201,11 +245,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_train(a)
         if a.command == "adapt":
             return cmd_adapt(a)
+    except (Cancelled, KeyboardInterrupt) as e:
+        why = str(e) if isinstance(e, Cancelled) else "SIGINT"
+        hint = "; finished blocks are kept: run the same command with --resume to continue" if a.command == "run" else ""
+        print(f"synapse-bmz: stopped by {why}{hint}", file=sys.stderr)
+        return 143 if why == "SIGTERM" else 130
     except SynapseBmzError as e:
         print(f"synapse-bmz: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("synapse-bmz: interrupted", file=sys.stderr)
-        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     parser.error(f"unknown command {a.command}")
     return 2

@@ -1,34 +1,37 @@
-"""``synapse-bmz run``: a model package over files or folders, end to end.
+"""``synapse-bmz run``: the array API (`synapse_bmz.api`) plus writers, per input file.
 
-For each input: read lazily with its voxel size, view it on the model's
-training grid, compute whole-volume statistics, predict tile by tile into a
-zarr store, apply the package's postprocessing recipe, measure the objects,
-and move the finished output folder into place (nothing half-written is
-left under the final name).
+For each input: `api.predict` into an OME-Zarr store, `api.segment` with the
+package's recipe, labels mapped back to the input grid and written with an
+object table and provenance. Everything is written into ``OUT/.NAME.partial/``
+and renamed to ``OUT/NAME/`` when complete, so nothing half-written sits under
+the final name. The partial folder holds done markers per block: a killed run
+started again with ``resume`` recomputes only unfinished blocks; without
+``resume`` a stale partial folder is removed before the run starts, so
+leftovers never pile up.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import secrets
+import shutil
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
 from .. import __version__
-from ..errors import InputError, OutputError
+from ..errors import OptionError, OutputError, SynapseBmzError
 from ..zoo.registry import LoadedModel, load_model
-from .predict import make_plan, predict_into
-from .resample import ResampledView, labels_to_grid
-from .session import ModelSession
-from .statistics import volume_statistics
 
 LABEL_FORMATS = ("tif", "zarr", "mrc", "h5", "npy")
-# predictions up to this many voxels are postprocessed in memory; larger ones block-wise
-IN_MEMORY_POSTPROCESS_VOXELS = 1 << 28
+PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass
@@ -47,6 +50,13 @@ class RunOptions:
     progress: bool = True
     memory_budget_bytes: Optional[float] = None
     recipe_params: Dict[str, object] = field(default_factory=dict)
+    resume: bool = False
+    skip_existing: bool = False
+    cluster: Optional[str] = None
+    worker_memory: Optional[str] = None
+    threads_per_worker: int = 1
+    in_memory_voxels: Optional[int] = None
+    postprocess_block: Optional[Sequence[int]] = None
 
 
 @dataclass
@@ -55,19 +65,34 @@ class RunResult:
 
     input: str
     output_dir: Path
-    prediction: Path
+    prediction: Optional[Path]
     labels: Optional[Path]
     table: Optional[Path]
     n_objects: Optional[int]
     voxels: int
     predict_s: float
     total_s: float
+    skipped: bool = False
+    blocks_computed: int = 0
+    blocks_total: int = 0
 
 
-def default_device() -> str:
-    import torch
+@dataclass
+class RunFailure:
+    """One input that failed: a one-line reason."""
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    input: str
+    message: str
+    user_error: bool
+    error: Optional[BaseException] = field(default=None, repr=False)
+
+
+class RunFailed(SynapseBmzError):
+    """Some inputs of a folder run failed; the others are complete."""
+
+    def __init__(self, failures: List[RunFailure], n_ok: int):
+        self.failures = failures
+        super().__init__(f"{len(failures)} of {len(failures) + n_ok} inputs failed")
 
 
 def output_dir_for(out_root: Path, input_path: str) -> Path:
@@ -83,168 +108,281 @@ def output_dir_for(out_root: Path, input_path: str) -> Path:
     return out_root / name
 
 
-def _check_dims(volume, session: ModelSession) -> None:
-    nd = len(session.layout.spatial)
-    if volume.data.ndim < nd:
-        raise InputError(volume.path, f"model {session.model.name} needs a {nd}D ({', '.join(session.layout.spatial)}) "
-                                      f"volume, got a {volume.data.ndim}D image of shape {tuple(volume.data.shape)}")
-    if volume.data.ndim > 3:
-        raise InputError(volume.path, f"expected a 2D or 3D image, got shape {tuple(volume.data.shape)}")
+def partial_dir_for(out_dir: Path) -> Path:
+    """``OUT/.NAME.partial``: where an unfinished run of ``OUT/NAME`` lives."""
+    return out_dir.parent / f".{out_dir.name}{PARTIAL_SUFFIX}"
 
 
-def _scale_factors(volume, session: ModelSession) -> tuple:
-    """Model-grid voxels per input voxel, per input axis (1 on axes the model does not see)."""
-    model_vs = session.layout.voxel_size_nm
-    nd = len(session.layout.spatial)
-    factors = [1.0] * volume.data.ndim
-    if model_vs is None:
-        return tuple(factors)
-    for i in range(nd):
-        ax = volume.data.ndim - nd + i
-        f = float(volume.voxel_size_nm[ax]) / float(model_vs[i])
-        # within 5 % the network does not care, and resampling would only blur
-        factors[ax] = 1.0 if abs(f - 1.0) < 0.05 else f
-    return tuple(factors)
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def run_one(session: ModelSession, input_path: str, out_root: Path, options: RunOptions) -> RunResult:
-    """Run one input through the session; see the module docstring for the steps."""
-    from ..io import atomic_output, create_zarr_output, read_volume
+def _clean_leftovers(out_dir: Path) -> None:
+    """Remove hidden temporaries of earlier, killed writes of ``out_dir`` (``.NAME.tmp-*``, ``.NAME.old-*``)."""
+    for p in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    for p in out_dir.parent.glob(f".{out_dir.name}.old-*"):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _fingerprint(model: LoadedModel, input_path: str, options: RunOptions) -> dict:
+    """What must be equal for a partial run to be resumable."""
+    from ..io.inputs import locate
+
+    try:
+        _, file, _ = locate(input_path)
+        st = file.stat()
+        stamp = [str(file.resolve()), st.st_size, int(st.st_mtime)]
+    except Exception:  # unreadable inputs fail later with their own message
+        stamp = [str(input_path)]
+    return {
+        "input": stamp,
+        "model": model.name,
+        "weights_sha256": model.weights_sha256,
+        "tile": list(options.tile) if options.tile else None,
+        "halo": list(options.halo) if options.halo else None,
+        "batch_size": options.batch_size,
+        "voxel_size_nm": list(options.voxel_size_nm) if options.voxel_size_nm else None,
+        "weight_format": options.weight_format,
+        "postprocess": options.postprocess,
+        "recipe_params": options.recipe_params,
+        "label_format": options.label_format,
+        "in_memory_voxels": options.in_memory_voxels,
+        "postprocess_block": list(options.postprocess_block) if options.postprocess_block else None,
+    }
+
+
+def _prepare_partial(out_dir: Path, fingerprint: dict, resume: bool) -> tuple:
+    """Create (or, with ``resume``, reuse) the partial folder; returns (path, resumed)."""
+    partial = partial_dir_for(out_dir)
+    _clean_leftovers(out_dir)
+    resumed = False
+    if partial.exists():
+        lock = partial / "lock"
+        if lock.exists():
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except ValueError:
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise OutputError(f"{partial}: another run (pid {pid}) is writing this output")
+        previous = None
+        try:
+            previous = json.loads((partial / "run.json").read_text())
+        except (OSError, ValueError):
+            pass
+        if resume and previous == fingerprint:
+            resumed = True
+        elif resume and previous is not None:
+            changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint.get(k))
+            raise OptionError("--resume", f"{partial} was started with different {', '.join(changed)}; "
+                                          "run without --resume to start over")
+        else:
+            shutil.rmtree(partial)
+    if not resumed:
+        partial.mkdir()
+        (partial / "run.json").write_text(json.dumps(fingerprint, indent=2))
+    (partial / "lock").write_text(str(os.getpid()))
+    return partial, resumed
+
+
+def _finalize(partial: Path, out_dir: Path) -> None:
+    """Drop the run's bookkeeping and rename the partial folder onto ``out_dir``."""
+    for name in ("blocks", "anchors.zarr", "labels_model_grid.ome.zarr", "run.json", "lock"):
+        p = partial / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{secrets.token_hex(4)}"
+        os.replace(out_dir, old)
+        os.replace(partial, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, out_dir)
+
+
+class _Progress:
+    """A tqdm bar per stage, fed by the API's progress events."""
+
+    def __init__(self, enabled: bool, label: str):
+        self.enabled, self.label, self.bar, self.stage = enabled, label, None, None
+
+    def __call__(self, event) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if event.stage != self.stage:
+            self.close()
+            self.stage = event.stage
+            self.bar = tqdm(total=event.total, desc=f"{self.label} {event.stage}", unit="block", file=sys.stderr)
+        self.bar.n = event.done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _drive(gen, progress: Callable) -> object:
+    while True:
+        try:
+            progress(next(gen))
+        except StopIteration as stop:
+            return stop.value
+
+
+def run_one(session, input_path: str, out_root: Path, options: RunOptions, executor=None) -> RunResult:
+    """Run one input through the session into ``OUT/NAME/`` (see the module docstring)."""
+    from .. import api
+    from ..distributed.markers import DoneMarkers
 
     t_start = time.perf_counter()
-    _make_output_root(Path(out_root))
-    out_dir = output_dir_for(Path(out_root), input_path)
+    out_root = Path(out_root)
+    _make_output_root(out_root)
+    out_dir = output_dir_for(out_root, input_path)
     if out_dir.exists() and not options.overwrite:
-        raise OutputError(f"{out_dir}: output exists (pass --overwrite to replace it)")
-    volume = read_volume(input_path, options.voxel_size_nm)
-    _check_dims(volume, session)
-    factors = _scale_factors(volume, session)
-    data = volume.data if all(f == 1.0 for f in factors) else ResampledView(volume.data, factors)
-    model_grid_vs = tuple(v / f for v, f in zip(volume.voxel_size_nm, factors))
-    stats = volume_statistics(volume.data, volume.path)
-    session.set_statistics(stats)
-    device = session.device
-    plan = make_plan(session, data.shape, device=device, tile=options.tile, halo=options.halo,
-                     batch_size=options.batch_size, budget_bytes=options.memory_budget_bytes)
+        if options.skip_existing:
+            return RunResult(input=str(input_path), output_dir=out_dir, prediction=None, labels=None, table=None,
+                             n_objects=None, voxels=0, predict_s=0.0, total_s=0.0, skipped=True)
+        raise OutputError(f"{out_dir}: output exists (pass --overwrite to replace it, --skip-existing to keep it)")
+    if options.label_format not in LABEL_FORMATS:
+        raise OptionError("--format", f"{options.label_format}: unknown label format (choose from {', '.join(LABEL_FORMATS)})")
     model = session.model
     cfg = model.config
-    channels = session.output_channels
-    provenance = {
-        "synapse_bmz_version": __version__,
-        "model": model.name,
-        "rdf": str(model.rdf_path),
-        "weights_sha256": model.weights_sha256,
-        "weight_format": session.weight_format,
-        "device": device,
-        "input": str(input_path),
-        "input_shape": list(volume.data.shape),
-        "input_voxel_size_nm": list(volume.voxel_size_nm),
-        "model_grid_voxel_size_nm": list(model_grid_vs),
-        "normalisation": {"mean": stats.mean, "std": stats.std, "scope": "whole volume"},
-        "tile_plan": asdict(plan),
-        "channels": channels,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    with atomic_output(out_dir) as tmp:
-        tmp.mkdir()
-        pred_path = tmp / "prediction.ome.zarr"
-        axes = "c" + "zyx"[-data.ndim:]
-        chunks = (len(channels),) + tuple(min(n, c) for n, c in zip(data.shape, (32, 256, 256)[-data.ndim:]))
-        pred = create_zarr_output(pred_path, (len(channels),) + tuple(data.shape), "float32", chunks,
-                                  model_grid_vs, axes=axes, attrs={**provenance, "kind": "prediction"})
+    source = api.FileInput(str(input_path), tuple(options.voxel_size_nm) if options.voxel_size_nm else None)
+    volume = source.volume()  # reads the header now, so a bad input fails before any folder is made
+    partial, resumed = _prepare_partial(out_dir, _fingerprint(model, input_path, options), options.resume)
+    progress = _Progress(options.progress, out_dir.name)
+    try:
+        markers_root = partial / "blocks"
         t0 = time.perf_counter()
-        predict_into(session, data, pred, plan, progress=options.progress)
+        pred = _drive(api.predict_events(
+            session, source, tile=options.tile, halo=options.halo, batch_size=options.batch_size,
+            memory_budget_bytes=options.memory_budget_bytes, out=partial / "prediction.ome.zarr",
+            out_attrs={"synapse_bmz_version": __version__, "input": str(input_path)},
+            markers=DoneMarkers(markers_root, "predict"), resume=resumed, executor=executor,
+            threads_per_worker=options.threads_per_worker), progress)
         predict_s = time.perf_counter() - t0
+        provenance = {"synapse_bmz_version": __version__, "input": str(input_path), **pred.attrs,
+                      "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                      "executor": getattr(executor, "name", "serial"), "resumed": resumed}
         labels_name = table_name = None
         n_objects = None
         if options.postprocess and cfg is not None and cfg.postprocessing is not None:
             labels_name, table_name, n_objects = _postprocess(
-                pred, cfg, session, volume, factors, model_grid_vs, tmp, options, provenance)
+                session, pred, volume, partial, markers_root, resumed, executor, options, provenance, progress)
         provenance["predict_s"] = round(predict_s, 3)
-        (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2))
+        (partial / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+    finally:
+        progress.close()
+    _finalize(partial, out_dir)
     return RunResult(
         input=str(input_path), output_dir=out_dir, prediction=out_dir / "prediction.ome.zarr",
         labels=out_dir / labels_name if labels_name else None,
         table=out_dir / table_name if table_name else None, n_objects=n_objects,
         voxels=int(np.prod(volume.data.shape)), predict_s=predict_s,
-        total_s=time.perf_counter() - t_start,
+        total_s=time.perf_counter() - t_start, blocks_computed=int(pred.attrs["blocks_computed"]),
+        blocks_total=int(pred.attrs["blocks_total"]),
     )
 
 
-def _postprocess(pred, cfg, session, volume, factors, model_grid_vs, tmp: Path, options: RunOptions, provenance):
-    """Apply the package's recipe, map labels to the input grid, write labels and the object table."""
-    from analysis.morphology import object_table
-    from postprocessing.recipes import apply_recipe
+def _postprocess(session, pred, volume, partial: Path, markers_root: Path, resumed: bool, executor,
+                 options: RunOptions, provenance: dict, progress) -> tuple:
+    """`api.segment` on the model grid, labels mapped to the input grid, labels + table written."""
+    from .. import api
+    from ..io import create_zarr_output, write_volume
+    from .resample import labels_to_grid
 
-    from ..io import write_volume
-
-    recipe = cfg.postprocessing.recipe
-    params = {**cfg.postprocessing.params, **options.recipe_params}
-    nd = len(session.layout.spatial)
-    model_vs = tuple(model_grid_vs[-nd:])
+    cfg = session.model.config
+    threshold = api.IN_MEMORY_VOXELS if options.in_memory_voxels is None else options.in_memory_voxels
     shape = tuple(pred.shape[1:])
-    if len(shape) > nd:
-        # a 2D model on a stack: sections were predicted independently, so are their instances
-        labels = np.zeros(shape, np.uint32)
-        offset = 0
-        for z in range(shape[0]):
-            lab = apply_recipe(recipe, np.asarray(pred[:, z]), model_vs, params).astype(np.uint32)
-            labels[z] = np.where(lab > 0, lab + offset, 0)
-            offset = int(labels[z].max()) or offset
-    elif int(np.prod(pred.shape)) <= IN_MEMORY_POSTPROCESS_VOXELS:
-        labels = apply_recipe(recipe, np.asarray(pred[...]), model_vs, params).astype(np.uint32)
-    else:
-        from postprocessing.blockwise import apply_recipe_blockwise
+    blockwise = int(np.prod(pred.shape)) > threshold
+    out = None
+    if blockwise:
+        import zarr
 
-        from ..io import create_zarr_output
-
-        lab_store = create_zarr_output(tmp / "labels_model_grid.ome.zarr", shape, "uint32", None, model_grid_vs,
-                                       axes="zyx"[-len(shape):])
-        apply_recipe_blockwise(recipe, pred, model_vs, params, lab_store,
-                               block_shape=tuple(min(s, 256) for s in shape), halo=tuple(session.layout.halo))
-        labels = np.asarray(lab_store[...])
-    labels = labels_to_grid(labels, volume.data.shape, factors)
-    provenance["postprocessing"] = {"recipe": recipe, "params": params}
+        path = partial / "labels_model_grid.ome.zarr"
+        block = options.postprocess_block or api.POSTPROCESS_BLOCK[-len(shape):]
+        block = tuple(min(int(b), s) for b, s in zip(block, shape))
+        if path.exists() and resumed:
+            out = zarr.open_array(store=str(path), path="0", mode="r+")
+        else:
+            out = create_zarr_output(path, shape, "uint32", block, pred.attrs["voxel_size_nm"],
+                                     axes="zyx"[-len(shape):])
+    result = _drive(api.segment_events(
+        session, pred, params=options.recipe_params, out=out, work=partial if blockwise else None,
+        markers_root=markers_root, resume=resumed, executor=executor, in_memory_voxels=threshold,
+        block_shape=options.postprocess_block, table=False), progress)
+    factors = tuple(pred.attrs["scale_factors"])
+    labels = labels_to_grid(np.asarray(result.labels[...]), volume.data.shape, factors)
+    provenance["postprocessing"] = {"recipe": result.recipe, "params": result.params,
+                                    "blockwise": blockwise}
     fmt = options.label_format
-    if fmt not in LABEL_FORMATS:
-        raise OutputError(f"--format {fmt}: unknown label format (choose from {', '.join(LABEL_FORMATS)})")
     labels_name = f"{cfg.task}.{fmt}" if fmt != "zarr" else f"{cfg.task}.ome.zarr"
-    write_volume(tmp / labels_name, labels, volume.voxel_size_nm, metadata={**provenance, "kind": "instances"})
+    write_volume(partial / labels_name, labels, volume.voxel_size_nm, metadata={**provenance, "kind": "instances"})
     raw = None
-    if int(np.prod(volume.data.shape)) <= IN_MEMORY_POSTPROCESS_VOXELS:
+    if int(np.prod(volume.data.shape)) <= api.IN_MEMORY_VOXELS:
         raw = np.asarray(volume.data[...])
-    if labels.ndim > nd:
-        table = _per_section_table(labels, tuple(volume.voxel_size_nm), raw)
-    else:
-        table = object_table(labels, tuple(volume.voxel_size_nm), raw=raw)
+    nd = len(session.layout.spatial)
+    table = api.measure(labels, tuple(volume.voxel_size_nm), raw=raw, per_section=labels.ndim > nd)
     table_name = f"{cfg.task}.csv"
-    table.to_csv(tmp / table_name, index=False)
+    table.to_csv(partial / table_name, index=False)
     return labels_name, table_name, int(len(table))
 
 
 def _make_output_root(out_root: Path) -> None:
+    if out_root.exists() and not out_root.is_dir():
+        raise OutputError(f"{out_root}: is a file; the output must be a folder")
     try:
         out_root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{out_root}: cannot create output folder: {e.strerror or e}") from None
 
 
-def _per_section_table(labels: np.ndarray, voxel_size_nm: tuple, raw):
-    """Objects of a 2D model on a stack are 2D profiles: measure each section in 2D
-    (``area_nm2``) and record its ``section`` and ``centroid_z_nm``."""
-    import pandas as pd
+def iter_run(model_source, inputs: Sequence[str], out_root: Path,
+             options: Optional[RunOptions] = None) -> Iterator[Union[RunResult, RunFailure]]:
+    """Run a model package on files or folders of files, yielding each input's outcome as it finishes.
 
-    from analysis.morphology import object_table
+    A failing input does not stop the others: it is yielded as a `RunFailure`
+    with a one-line reason. Interrupts (``KeyboardInterrupt``, `Cancelled`)
+    propagate at once, leaving the current input's partial folder for ``resume``.
+    """
+    from .. import api
+    from ..distributed.executors import make_executor
+    from ..errors import Cancelled
+    from ..io import list_inputs
 
-    tables = []
-    for z in range(labels.shape[0]):
-        if not labels[z].any():
-            continue
-        t = object_table(labels[z], voxel_size_nm[1:], raw=None if raw is None else raw[z])
-        t.insert(1, "section", z)
-        t.insert(2, "centroid_z_nm", z * voxel_size_nm[0])
-        tables.append(t)
-    return pd.concat(tables, ignore_index=True) if tables else object_table(labels[0], voxel_size_nm[1:])
+    options = options or RunOptions()
+    out_root = Path(out_root)
+    _make_output_root(out_root)
+    expanded: List[str] = []
+    for item in inputs:
+        expanded.extend(str(p) for p in list_inputs(item))
+    session = api.load_session(model_source, device=options.device, weight_format=options.weight_format)
+    with make_executor(options.cluster, threads_per_worker=options.threads_per_worker,
+                       memory_limit=options.worker_memory) as executor:
+        for path in expanded:
+            try:
+                yield run_one(session, path, out_root, options, executor)
+            except (KeyboardInterrupt, Cancelled):
+                raise
+            except SynapseBmzError as e:
+                yield RunFailure(path, str(e), True, e)
+            except Exception as e:  # one bad file must not end a folder run; the reason is reported
+                if os.environ.get("SYNAPSE_BMZ_DEBUG"):
+                    traceback.print_exc()
+                msg = f"{type(e).__name__}: {e}".splitlines()[0]
+                yield RunFailure(path, f"{path}: {msg}", False, e)
 
 
 def run(model_source, inputs: Sequence[str], out_root: Path, options: Optional[RunOptions] = None) -> List[RunResult]:
@@ -252,7 +390,7 @@ def run(model_source, inputs: Sequence[str], out_root: Path, options: Optional[R
 
     Parameters
     ----------
-    model_source : str, Path or LoadedModel
+    model_source : str, Path, LoadedModel or ModelSession
         Package name, folder, zip or RDF path.
     inputs : sequence of str
         Files (``file.h5:key`` allowed) or folders; folders expand with
@@ -264,15 +402,18 @@ def run(model_source, inputs: Sequence[str], out_root: Path, options: Optional[R
     Returns
     -------
     list of RunResult
-    """
-    from ..io import list_inputs
 
-    options = options or RunOptions()
-    out_root = Path(out_root)
-    _make_output_root(out_root)
-    expanded: List[str] = []
-    for item in inputs:
-        expanded.extend(str(p) for p in list_inputs(item))
-    model = model_source if isinstance(model_source, LoadedModel) else load_model(model_source)
-    session = ModelSession(model, options.device or default_device(), options.weight_format)
-    return [run_one(session, p, out_root, options) for p in expanded]
+    Raises
+    ------
+    SynapseBmzError
+        The first failure's error when there is one input; `RunFailed` listing
+        all failures when several inputs were given and some failed.
+    """
+    results, failures = [], []
+    for item in iter_run(model_source, inputs, out_root, options):
+        (failures if isinstance(item, RunFailure) else results).append(item)
+    if failures:
+        if len(failures) == 1 and not results:
+            raise failures[0].error
+        raise RunFailed(failures, len(results))
+    return results

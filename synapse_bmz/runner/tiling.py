@@ -7,10 +7,11 @@ a volume that fits in memory costs no more than the bare model.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
+
+from postprocessing.blocks import Block, BlockGrid
 
 
 def valid_size(n: int, min_size: int, step: int) -> int:
@@ -110,31 +111,21 @@ def plan_tiles(
                     tile=tile_shape, batch_size=batch_size)
 
 
-@dataclass(frozen=True)
-class Tile:
-    """One tile: read ``read`` (clipped to the volume), pad by ``pad``, crop ``crop`` from
-    the prediction and write it to ``write``. All per model spatial axis."""
+def tile_grid(volume_shape: Sequence[int], nd: int, plan: TilePlan) -> BlockGrid:
+    """The plan as a `BlockGrid` over the whole (model-grid) volume.
 
-    read: Tuple[slice, ...]
-    pad: Tuple[Tuple[int, int], ...]
-    crop: Tuple[slice, ...]
-    write: Tuple[slice, ...]
+    Model spatial axes (the last ``nd``) get blocks of ``plan.inner``, low
+    context ``plan.halo`` and a fixed read size ``plan.tile`` (the network
+    input); leading axes that the model does not see (z for a 2D model on a
+    stack) are cut into single sections with no context. Write regions
+    partition the volume; chunk outputs with ``grid.block_shape``.
+    """
+    lead = len(volume_shape) - nd
+    block = (1,) * lead + tuple(plan.inner)
+    context = ((0, 0),) * lead + tuple((h, 0) for h in plan.halo)
+    return BlockGrid(volume_shape, block, context, read_shape=(1,) * lead + tuple(plan.tile))
 
 
-def iter_tiles(spatial_shape: Sequence[int], plan: TilePlan) -> Iterator[Tile]:
-    """All tiles of a plan, in C order; their ``write`` regions partition the volume."""
-    per_axis: List[List[Tuple[slice, Tuple[int, int], slice, slice]]] = []
-    for extent, inner, halo, tile in zip(spatial_shape, plan.inner, plan.halo, plan.tile):
-        entries = []
-        for start in range(0, extent, inner):
-            stop = min(start + inner, extent)
-            lo = start - halo
-            hi = lo + tile
-            r0, r1 = max(lo, 0), min(hi, extent)
-            pad = (r0 - lo, hi - r1)
-            crop = slice(start - lo, start - lo + (stop - start))
-            entries.append((slice(r0, r1), pad, crop, slice(start, stop)))
-        per_axis.append(entries)
-    for combo in itertools.product(*per_axis):
-        yield Tile(read=tuple(c[0] for c in combo), pad=tuple(c[1] for c in combo),
-                   crop=tuple(c[2] for c in combo), write=tuple(c[3] for c in combo))
+def iter_tiles(spatial_shape: Sequence[int], plan: TilePlan) -> Iterator[Block]:
+    """All tiles of a plan over the model's spatial axes, in C order (see `tile_grid`)."""
+    yield from tile_grid(spatial_shape, len(spatial_shape), plan)
