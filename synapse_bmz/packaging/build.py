@@ -19,12 +19,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import yaml
 
+from ..normalise import RDF_EPS, zero_mean_unit_variance
 from ..zoo.config import SynapseBmzConfig
 from .card import write_cover, write_model_card
 
 RDF_FORMAT_VERSION = "0.5.10"
 ONNX_OPSET = 17
-RDF_EPS = 1e-6
 INPUT_ID = "raw"
 OUTPUT_ID = "prediction"
 
@@ -78,11 +78,24 @@ def _architecture_kwargs(model) -> Dict[str, Any]:
 
 
 def normalise_like_rdf(x: np.ndarray, eps: float = RDF_EPS) -> np.ndarray:
-    """The RDF's preprocessing: zero mean, unit variance over the spatial axes of
-    each batch item and channel, ``(x - mean) / (std + eps)``; float32."""
-    axes = tuple(range(2, x.ndim))
-    x = x.astype(np.float64)
-    return ((x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + eps)).astype(np.float32)
+    """The RDF's preprocessing, ``(x - mean) / (std + eps)`` over the spatial axes.
+
+    `synapse_bmz.normalise.zero_mean_unit_variance` per batch item and
+    channel, in float64, as the ``zero_mean_unit_variance`` op the RDF
+    declares (``axes`` = the spatial axes).
+
+    Parameters
+    ----------
+    x : ndarray, shape (B, C, [Z,] Y, X)
+        A bioimage.io input tensor, raw intensities.
+    eps : float
+        The RDF's ``eps`` (default 1e-6).
+
+    Returns
+    -------
+    ndarray of float32, the shape of `x`
+    """
+    return zero_mean_unit_variance(x, tuple(range(2, x.ndim)), eps=eps, dtype=np.float64)
 
 
 def activation_bytes_per_voxel(model, sample: np.ndarray) -> float:

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from skimage.segmentation import find_boundaries
 
+from ..normalise import zero_mean_unit_variance
+
 from .sstem import simulate_sstem_neuropil
 from .tomogram import simulate_cryo_tomogram, simulate_tomogram
 
@@ -50,8 +52,7 @@ def training_pairs(kind: str, seeds: Iterable[int], shape: tuple) -> Iterator[tu
     simulate = TRAINING_KINDS[kind]
     for seed in seeds:
         sim = simulate(tuple(shape), int(seed))
-        raw = sim.raw.astype(np.float32)
-        raw = (raw - raw.mean()) / max(float(raw.std()), 1e-6)
+        raw = zero_mean_unit_variance(sim.raw, eps=0.0)  # as `training.data.normalise`
         targets: dict = {"voxel_size_nm": np.asarray(sim.voxel_size_nm)}
         for name, label in sim.labels.items():
             if name in _INSTANCE_TARGETS:

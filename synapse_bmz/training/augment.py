@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..normalise import zero_mean_unit_variance
+
 
 def flip_rotate(raw: np.ndarray, target: np.ndarray, rng: np.random.Generator):
     """Random flips along every axis and a random 90-degree in-plane rotation (square patches).
@@ -81,8 +83,7 @@ def degrade_resolution(raw: np.ndarray, rng: np.random.Generator, max_factor: fl
     back = back[tuple(slice(0, s) for s in raw.shape)]
     if back.shape != raw.shape:  # rounding in zoom: pad by edge values
         back = np.pad(back, [(0, s - b) for s, b in zip(raw.shape, back.shape)], mode="edge")
-    back = back.astype(np.float32)
-    return (back - back.mean()) / max(float(back.std()), 1e-6)
+    return zero_mean_unit_variance(back, eps=0.0)  # as `training.data.normalise`
 
 
 def augment_pair(raw: np.ndarray, target: np.ndarray, rng: np.random.Generator,

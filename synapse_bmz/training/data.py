@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.slices import read_slice
+from ..normalise import zero_mean_unit_variance
 from .augment import augment_pair
 from .targets import foreground_boundary_targets, instances_from_mask, label_mask
 
@@ -17,9 +18,21 @@ IMAGE_SUFFIXES = {".png", ".tif", ".tiff"}
 
 
 def normalise(img: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance over the whole image (as the runner does per volume)."""
-    img = img.astype(np.float32)
-    return (img - img.mean()) / max(float(img.std()), 1e-6)
+    """Zero mean, unit variance over the whole image or volume (as the runner does per volume).
+
+    `synapse_bmz.normalise.zero_mean_unit_variance` with ``eps=0.0``: divides
+    by the standard deviation floored at 1e-6, as every shipped package was
+    trained.
+
+    Parameters
+    ----------
+    img : ndarray, shape ([Z,] Y, X), any real dtype
+
+    Returns
+    -------
+    ndarray of float32, same shape
+    """
+    return zero_mean_unit_variance(img, eps=0.0)
 
 
 def _files(folder: Path) -> List[Path]:
