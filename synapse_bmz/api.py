@@ -182,7 +182,7 @@ def _input_and_voxel_size(image, voxel_size_nm):
         raise InputError(name, f"expected a numpy, dask or zarr array, a Volume or a file, got {type(image).__name__}")
     if voxel_size_nm is None:
         raise OptionError("voxel_size_nm", "required for arrays: the voxel size in nm per axis, (z, y, x) or (y, x)")
-    return image, checked_voxel_size(voxel_size_nm, len(image.shape), name), name, None
+    return image, checked_voxel_size(name, voxel_size_nm, len(image.shape), source="voxel_size_nm"), name, None
 
 
 def _check_dims(shape, session, name) -> None:
@@ -576,10 +576,10 @@ def measure(labels: np.ndarray, voxel_size_nm: Sequence[float], raw=None, per_se
         return object_table(labels, vs, raw=raw)
     tables = []
     for z in range(labels.shape[0]):
-        if not labels[z].any():
+        if tables and not labels[z].any():
             continue
         t = object_table(labels[z], vs[1:], raw=None if raw is None else raw[z])
         t.insert(1, "section", z)
         t.insert(2, "centroid_z_nm", z * vs[0])
         tables.append(t)
-    return pd.concat(tables, ignore_index=True) if tables else object_table(labels[0], vs[1:])
+    return pd.concat(tables, ignore_index=True)

@@ -19,7 +19,6 @@ finished blocks are never touched again.
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Optional, Protocol, Sequence, Tuple
 
@@ -85,34 +84,6 @@ class SerialExecutor:
         self._states.clear()
 
 
-class _JobState:
-    """Worker plugin holding one job and its lazily created state (the loaded model)."""
-
-    def __init__(self, job: BlockJob):
-        self.job = job
-        self._state = None
-        self._lock = threading.Lock()
-
-    def setup(self, worker=None):  # called on every (new) worker
-        pass
-
-    def teardown(self, worker=None):
-        self._state = None
-
-    def state(self):
-        with self._lock:
-            if self._state is None:
-                self._state = self.job.setup()
-            return self._state
-
-
-def _run_group(key: str, group: Group):
-    from distributed import get_worker
-
-    plugin = get_worker().plugins[key]
-    return plugin.job.run(plugin.state(), group)
-
-
 class DaskExecutor:
     """Groups as tasks on a dask.distributed cluster.
 
@@ -143,10 +114,12 @@ class DaskExecutor:
 
         if not groups:
             return
-        self.client.register_plugin(_JobState(job), name=job.key)
+        from ._worker import JobState, run_group
+
+        self.client.register_plugin(JobState(job), name=job.key)
         futures = {}
         for group in groups:
-            fut = self.client.submit(_run_group, job.key, list(group), key=f"{job.key}-{group[0]}",
+            fut = self.client.submit(run_group, job.key, list(group), key=f"{job.key}-{group[0]}",
                                      retries=self.retries, pure=False)
             futures[fut] = group
         failures = []

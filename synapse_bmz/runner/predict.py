@@ -112,8 +112,8 @@ class PredictJob:
     shape : tuple of int
         Input shape on the model grid, ``([Z,] Y, X)``.
     source : object
-        The input on the model grid: a numpy-sliceable array, or an object
-        with ``open() -> array`` (opened once per worker, for files).
+        The input on the model grid: a numpy-sliceable array, or a
+        `synapse_bmz.api.FileInput` (opened once per worker).
     out : array-like, shape (C, [Z,] Y, X)
         Output (zarr for workers in other processes).
     markers : DoneMarkers or None
@@ -157,7 +157,9 @@ class PredictJob:
 
             session = ModelSession(load_model(self.model_rdf), self.device, self.weight_format)
         session.set_statistics(self.stats)
-        data = self.source.open() if hasattr(self.source, "open") else self.source
+        from ..api import FileInput
+
+        data = self.source.open() if isinstance(self.source, FileInput) else self.source
         return session, data, self.grid
 
     def run(self, state, block_ids: Sequence[int]) -> List[int]:
