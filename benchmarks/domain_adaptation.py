@@ -34,7 +34,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DATA = REPO.parent / "shared" / "data" / "drosophila_vnc"
+from synapse_bmz.paths import shared_data_dir  # noqa: E402  ($SYNAPSE_BMZ_DATA, default ../shared/data)
+
+DATA = shared_data_dir() / "drosophila_vnc"
 VOXEL_SIZE_NM = [50.0, 4.6, 4.6]
 
 

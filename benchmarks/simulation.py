@@ -36,7 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEFAULT_OUT = Path(__file__).parent / "results" / "simulation.json"
 TOMOGRAM_SHAPE = (64, 256, 256)
-EPFL = REPO.parent / "shared" / "data" / "epfl_hippocampus"
+from synapse_bmz.paths import shared_data_dir  # noqa: E402  ($SYNAPSE_BMZ_DATA, default ../shared/data)
+
+EPFL = shared_data_dir() / "epfl_hippocampus"
 EPFL_VOXEL_SIZE_NM = (5.0, 5.0, 5.0)
 CROSS_DOMAIN_WINDOW = (384, 512)
 

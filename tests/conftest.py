@@ -7,14 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from synapse_bmz.paths import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = shared_data_dir()  # $SYNAPSE_BMZ_DATA, default ../shared/data beside the checkout
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real EM data not found at {SHARED_DATA} (it lives beside the repository in CI and dev machines)")
+        pytest.skip(f"real EM data not found at {SHARED_DATA} (it lives beside the repository in CI and dev machines; "
+                    "set $SYNAPSE_BMZ_DATA to move it)")
     return SHARED_DATA
 
 

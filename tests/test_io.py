@@ -25,7 +25,9 @@ from synapse_bmz.io import (
 )
 
 VOXEL = (45.0, 4.6, 4.6)
-SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
+from synapse_bmz.paths import shared_data_dir  # noqa: E402  ($SYNAPSE_BMZ_DATA, default ../shared/data)
+
+SHARED_DATA = shared_data_dir()
 needs_shared = pytest.mark.skipif(
     not SHARED_DATA.is_dir(), reason=f"shared EM data not found at {SHARED_DATA}"
 )

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from synapse_bmz.paths import shared_data_dir  # noqa: E402  ($SYNAPSE_BMZ_DATA, default ../shared/data)
+
+SHARED_DATA = shared_data_dir()
 EPFL = SHARED_DATA / "epfl_hippocampus"
 VNC = SHARED_DATA / "drosophila_vnc"
 pytestmark = pytest.mark.skipif(

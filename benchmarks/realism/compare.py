@@ -27,7 +27,18 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).parent
-DEFAULT_DATA = HERE.parents[1].parent / "shared" / "data"
+
+def _default_data() -> Path:
+    """``synapse_bmz.paths.shared_data_dir()`` ($SYNAPSE_BMZ_DATA, default ../shared/data)."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from synapse_bmz.paths import shared_data_dir
+
+    return shared_data_dir()
+
+
+DEFAULT_DATA = _default_data()
 EPFL_VOXEL_NM = 5.0
 PATCH_NM = 100.0
 

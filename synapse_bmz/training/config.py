@@ -154,7 +154,10 @@ def load_train_config(path: Path) -> TrainConfig:
     cfg.data.labels = (base / cfg.data.labels).resolve()
     for p in (cfg.data.raw, cfg.data.labels):
         if not p.exists():
-            raise InputError(p, "training data not found (the shared EM data live in ../shared/data)")
+            from ..paths import shared_data_dir
+
+            raise InputError(p, f"training data not found (the shared EM data live in {shared_data_dir()}; "
+                                "set $SYNAPSE_BMZ_DATA to point elsewhere)")
     _check_dims(cfg, path)
     return cfg
 

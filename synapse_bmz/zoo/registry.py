@@ -1,7 +1,10 @@
 """Find and load model packages: by name, folder, ``.zip`` or RDF path.
 
 Package names are looked up in the folders of ``$SYNAPSE_BMZ_MODEL_DIR``
-(``os.pathsep``-separated), then in the repository's ``model_packages/``.
+(``os.pathsep``-separated), then in the packages shipped with synapse-bmz: the
+checkout's ``model_packages/`` when running from one, and the same folder
+installed as package data (``synapse_bmz_models``) by a wheel or an editable
+install.
 Zip packages are extracted once into a cache keyed by their sha256, refusing
 members that would land outside it. Every weight file's sha256 is checked
 against the RDF before a model is used.
@@ -23,10 +26,26 @@ RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
 
 
 def model_dirs() -> List[Path]:
-    """Folders searched for packages by name, in priority order."""
-    dirs = [Path(p) for p in os.environ.get("SYNAPSE_BMZ_MODEL_DIR", "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[2] / "model_packages")
-    return [d for d in dirs if d.is_dir()]
+    """Folders searched for packages by name, in priority order.
+
+    ``$SYNAPSE_BMZ_MODEL_DIR`` first, then the shipped packages: the checkout's
+    ``model_packages/`` (when this code runs from a checkout, so code and
+    packages match), then the installed package data. Missing folders and
+    duplicates are dropped.
+    """
+    from ..paths import checkout_model_dir, installed_model_dirs
+
+    dirs = [Path(p).expanduser() for p in os.environ.get("SYNAPSE_BMZ_MODEL_DIR", "").split(os.pathsep) if p]
+    dirs.append(checkout_model_dir())
+    dirs.extend(installed_model_dirs())
+    out: List[Path] = []
+    seen = set()
+    for d in dirs:
+        if d is None or not d.is_dir() or d.resolve() in seen:
+            continue
+        seen.add(d.resolve())
+        out.append(d)
+    return out
 
 
 def cache_dir() -> Path:

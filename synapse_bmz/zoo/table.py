@@ -37,7 +37,11 @@ def models_table() -> str:
     rows = models_rows()
     cols = ["name", "task", "axes", "voxel_size_nm", "weights", "channels"]
     if not rows:
-        return "no model packages found (set SYNAPSE_BMZ_MODEL_DIR or add folders to model_packages/)"
+        from .registry import model_dirs
+
+        searched = ", ".join(str(d) for d in model_dirs()) or "no package folder exists"
+        return ("no model packages found (searched: " + searched + "); set SYNAPSE_BMZ_MODEL_DIR to folders "
+                "of packages, or reinstall synapse-bmz (its wheel ships them as `synapse_bmz_models`)")
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     line = lambda r: "  ".join(str(r[c]).ljust(widths[c]) for c in cols).rstrip()  # noqa: E731
     return "\n".join([line({c: c for c in cols}), line({c: "-" * widths[c] for c in cols})] + [line(r) for r in rows])
