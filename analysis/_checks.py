@@ -6,24 +6,34 @@ from typing import Sequence
 
 import numpy as np
 
+from postprocessing._units import check_voxel_size
+
 
 def voxel_size_for(voxel_size_nm: Sequence[float], ndim: int, name: str = "voxel_size_nm") -> np.ndarray:
-    """Return ``voxel_size_nm`` as a float64 array of length ``ndim``.
+    """Return ``voxel_size_nm`` as a float64 array of length ``ndim`` (nm, ``(z, y, x)`` order).
+
+    The check is `postprocessing._units.check_voxel_size`; analysis wants
+    the sizes as an array (spacing for distance transforms).
+
+    Parameters
+    ----------
+    voxel_size_nm : sequence of float
+        nm per axis, ``(z, y, x)`` for 3D, ``(y, x)`` for 2D.
+    ndim : int
+        Number of spatial axes of the array.
+    name : str
+        Argument name for the error message.
+
+    Returns
+    -------
+    (ndim,) ndarray of float64
 
     Raises
     ------
     ValueError
         If the length does not match ``ndim`` or a size is not a positive finite number.
     """
-    sizes = np.asarray(voxel_size_nm, dtype=np.float64).ravel()
-    if sizes.size != ndim:
-        raise ValueError(
-            f"`{name}` has {sizes.size} entries {tuple(sizes)}, but the array is {ndim}D; "
-            f"give one size in nm per axis in ({'z, y, x' if ndim == 3 else 'y, x'}) order"
-        )
-    if not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
-        raise ValueError(f"`{name}` must be positive finite sizes in nm, got {tuple(sizes)}")
-    return sizes
+    return np.asarray(check_voxel_size(voxel_size_nm, ndim, name=name), dtype=np.float64)
 
 
 def same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:

@@ -12,11 +12,63 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["as_voxel_size", "check_same_shape", "ball_size_voxels"]
+__all__ = ["check_voxel_size", "as_voxel_size", "check_same_shape", "ball_size_voxels"]
+
+
+def check_voxel_size(
+    voxel_size_nm: Sequence[float], ndim: int, *, name: str = "voxel_size_nm"
+) -> tuple[float, ...]:
+    """Validate a voxel size: ``ndim`` finite, positive sizes in nm, ``(z, y, x)`` order.
+
+    The one voxel-size check of the code base; the other layers call it and
+    turn its ``ValueError`` into their own error (`synapse_bmz.io` raises
+    ``InputError`` naming the file, `analysis` keeps ``ValueError``).
+
+    Parameters
+    ----------
+    voxel_size_nm : sequence of float
+        Size of a voxel in nm along each spatial axis, in array axis order:
+        ``(z, y, x)`` for 3D, ``(y, x)`` for 2D. Anything ``numpy.ravel``
+        turns into ``ndim`` numbers (list, tuple, 1D array).
+    ndim : int
+        Number of spatial axes of the data (2 or 3).
+    name : str, optional
+        Argument name used in the error message.
+
+    Returns
+    -------
+    tuple of float
+        The ``ndim`` sizes in nm, in the order given.
+
+    Raises
+    ------
+    ValueError
+        If the entries are not numbers, their number differs from ``ndim``,
+        or an entry is not finite and > 0.
+    """
+    axes = ", ".join("zyx"[-ndim:]) if 0 < ndim <= 3 else f"{ndim} axes"
+    try:
+        voxel = tuple(float(v) for v in np.ravel(np.asarray(voxel_size_nm, dtype=object)))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{name}` must be a sequence of {ndim} numbers (nm per axis, ({axes})), "
+            f"got {voxel_size_nm!r}"
+        ) from None
+    if len(voxel) != ndim:
+        raise ValueError(
+            f"`{name}` has {len(voxel)} entries {voxel}, but the data has {ndim} axes "
+            f"({axes}); give one size in nm per axis in that order"
+        )
+    if not all(math.isfinite(v) and v > 0 for v in voxel):
+        raise ValueError(f"`{name}` must be finite and > 0 nm on every axis, got {voxel}")
+    return voxel
 
 
 def as_voxel_size(voxel_size_nm: Sequence[float] | float, ndim: int) -> tuple[float, ...]:
     """Return the voxel size as a tuple of ``ndim`` positive floats (nm).
+
+    :func:`check_voxel_size`, plus the recipes' convenience that a scalar
+    means isotropic.
 
     Parameters
     ----------
@@ -33,17 +85,8 @@ def as_voxel_size(voxel_size_nm: Sequence[float] | float, ndim: int) -> tuple[fl
         a positive finite number.
     """
     if np.isscalar(voxel_size_nm):
-        voxel = (float(voxel_size_nm),) * ndim
-    else:
-        voxel = tuple(float(v) for v in voxel_size_nm)
-    if len(voxel) != ndim:
-        raise ValueError(
-            f"`voxel_size_nm` has {len(voxel)} entries {voxel} but the image has "
-            f"{ndim} spatial axes; give one voxel size (nm) per axis in array order"
-        )
-    if not all(math.isfinite(v) and v > 0 for v in voxel):
-        raise ValueError(f"`voxel_size_nm` entries must be positive and finite, got {voxel}")
-    return voxel
+        voxel_size_nm = (voxel_size_nm,) * ndim
+    return check_voxel_size(voxel_size_nm, ndim)
 
 
 def check_same_shape(**arrays: np.ndarray) -> tuple[int, ...]:

@@ -5,10 +5,10 @@ Every reader converts to nanometres here, once, at the IO edge.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from postprocessing._units import check_voxel_size
 from synapse_bmz.errors import InputError
 
 #: Nanometres per unit, keyed by lower-case unit names and symbols as they
@@ -52,10 +52,18 @@ def nm_per_unit(unit: object) -> float | None:
 
 
 def is_valid_size(values: Sequence[float] | None, ndim: int) -> bool:
-    """True if `values` holds `ndim` finite, positive numbers."""
-    if values is None or len(values) != ndim:
+    """True if `values` holds `ndim` finite, positive numbers (nm, array axis order).
+
+    `postprocessing._units.check_voxel_size` as a predicate, for readers that
+    try several metadata conventions in turn.
+    """
+    if values is None:
         return False
-    return all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values)
+    try:
+        check_voxel_size(values, ndim)
+    except ValueError:
+        return False
+    return True
 
 
 def checked_voxel_size(
@@ -65,7 +73,11 @@ def checked_voxel_size(
     *,
     source: str,
 ) -> tuple[float, ...]:
-    """Validate a voxel size for an `ndim`-dimensional volume.
+    """Validate a voxel size for an `ndim`-dimensional volume, at the IO edge.
+
+    `postprocessing._units.check_voxel_size` (finite, > 0, one size per axis
+    in ``(z, y, x)`` order, nm) with its ``ValueError`` turned into an
+    `InputError` naming the file and where the values came from.
 
     Parameters
     ----------
@@ -91,19 +103,6 @@ def checked_voxel_size(
     if voxel_size_nm is None:
         raise InputError(path, f"no voxel size in the file; {MISSING_HINT}")
     try:
-        values = tuple(float(v) for v in voxel_size_nm)
-    except (TypeError, ValueError):
-        raise InputError(
-            path, f"voxel size from {source} is not a sequence of numbers: {voxel_size_nm!r}"
-        ) from None
-    if len(values) != ndim:
-        raise InputError(
-            path,
-            f"voxel size from {source} has {len(values)} values {values}, "
-            f"but the volume has {ndim} axes ({'zyx'[-ndim:]})",
-        )
-    if not is_valid_size(values, ndim):
-        raise InputError(
-            path, f"voxel size from {source} must be finite and > 0 nm, got {values}"
-        )
-    return values
+        return check_voxel_size(voxel_size_nm, ndim)
+    except ValueError as error:
+        raise InputError(path, f"voxel size from {source}: {error}") from None

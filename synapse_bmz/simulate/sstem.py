@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from postprocessing._units import check_voxel_size
+
 from .shapes import smooth_noise
 
 __all__ = ["SimulatedNeuropil", "simulate_sstem_neuropil", "PARTNER_COLUMNS"]
@@ -263,8 +265,9 @@ def simulate_sstem_neuropil(
         the T-bar centre as pre-synaptic and the closest contact as
         post-synaptic location, in nm.
     """
-    if len(shape) != 3 or len(voxel_size_nm) != 3:
-        raise ValueError(f"`shape` {shape} and `voxel_size_nm` {voxel_size_nm} must both have 3 entries (z, y, x)")
+    if len(shape) != 3:
+        raise ValueError(f"`shape` {shape} must have 3 entries (z, y, x)")
+    check_voxel_size(voxel_size_nm, 3)  # finite, > 0 nm, (z, y, x); ValueError otherwise
     rng = np.random.default_rng(seed)
     vox = np.asarray(voxel_size_nm, float)
     area_um2 = shape[1] * shape[2] * vox[1] * vox[2] / 1e6

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from postprocessing._units import check_voxel_size
+
 from .imaging import CRYO_IMAGING, RT_IMAGING, ImagingParams, reconstruct_tilt_series
 from .materials import Material, density_table, texture_table
 from .shapes import smooth_noise
@@ -82,8 +84,9 @@ def render_density(phantom: SynapsePhantom, modality: str, rng: np.random.Genera
 
 
 def _simulate(shape, voxel_size_nm, seed, ribbon, imaging: ImagingParams, phantom_kwargs) -> SimulatedSynapse:
-    if len(shape) != 3 or len(voxel_size_nm) != 3:
-        raise ValueError(f"`shape` {shape} and `voxel_size_nm` {voxel_size_nm} must both have 3 entries (z, y, x)")
+    if len(shape) != 3:
+        raise ValueError(f"`shape` {shape} must have 3 entries (z, y, x)")
+    check_voxel_size(voxel_size_nm, 3)  # finite, > 0 nm, (z, y, x); ValueError otherwise
     rng = np.random.default_rng(seed)
     lumen = phantom_kwargs.pop("lumen_density", None)
     phantom = build_synapse_phantom(shape, voxel_size_nm, rng, ribbon=ribbon, **phantom_kwargs)

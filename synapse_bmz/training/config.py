@@ -187,8 +187,14 @@ def _check_dims(cfg: TrainConfig, path: Path) -> None:
 
 
 def _check_axis_lengths(cfg: TrainConfig, path: Path, nd: int) -> None:
-    """Every per-axis list has ``nd`` entries."""
-    for name, values in (("data.voxel_size_nm", cfg.data.voxel_size_nm), ("train.patch", cfg.train.patch),
+    """Every per-axis list has ``nd`` entries; the voxel size is also finite and > 0 nm."""
+    from postprocessing._units import check_voxel_size
+
+    try:
+        check_voxel_size(cfg.data.voxel_size_nm, nd, name="data.voxel_size_nm")
+    except ValueError as error:
+        raise InputError(path, f"{error} for a {nd}D model") from None
+    for name, values in (("train.patch", cfg.train.patch),
                          ("package.halo", cfg.package.halo), ("package.min_shape", cfg.package.min_shape),
                          ("package.step", cfg.package.step)):
         if len(values) != nd:
