@@ -42,11 +42,26 @@ def same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
         raise ValueError(f"`{a_name}` (shape {a.shape}) must have the same shape as `{b_name}` (shape {b.shape})")
 
 
+def is_label_dtype(dtype) -> bool:
+    """True for the dtypes of a label image or mask: integers and bool."""
+    dtype = np.dtype(dtype)
+    return bool(np.issubdtype(dtype, np.integer) or dtype == bool)
+
+
+def yaml_problem(err: Exception) -> str:
+    """One line for a YAML parse error: the problem and where (1-based line, column)."""
+    problem = getattr(err, "problem", None) or getattr(err, "context", None)
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(err).split())
+
+
 def labels_2d_or_3d(labels: np.ndarray, name: str = "labels") -> np.ndarray:
     """Return ``labels`` as an integer array, checking it is 2D or 3D."""
     labels = np.asarray(labels)
     if labels.ndim not in (2, 3):
         raise ValueError(f"`{name}` must be 2D (y, x) or 3D (z, y, x), got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+    if not is_label_dtype(labels.dtype):
         raise ValueError(f"`{name}` must hold integer labels, got dtype {labels.dtype}")
     return labels

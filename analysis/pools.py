@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ._checks import yaml_problem
+
 ACTIVE_ZONE_RULES = """
 pools:
   - name: docked
@@ -76,11 +78,16 @@ def parse_pool_rules(text: str, source: str = "<string>") -> PoolRules:
     Raises
     ------
     ValueError
-        Naming ``source`` and the offending entry if the text is malformed.
+        One line naming ``source`` and the offending entry (or the YAML line
+        and column) if the text is malformed.
     """
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{source}: not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(data, dict) or not isinstance(data.get("pools"), list):
-        raise ValueError(f"{source}: pool rules need a top-level `pools:` list")
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ValueError(f"{source}: pool rules need a mapping with a top-level `pools:` list, got {got}")
     unknown = set(data) - {"pools", "default_pool"}
     if unknown:
         raise ValueError(f"{source}: unknown keys {sorted(unknown)}; allowed: pools, default_pool")
@@ -107,10 +114,19 @@ def load_pool_rules(path: Path | str | None, structure_names: Iterable[str] = ()
     structure_names : iterable of str
         Structures segmented. Without ``path``: ribbon rules if ``ribbon`` is
         among them, else active-zone rules if ``active_zone`` is, else no pools.
+
+    Raises
+    ------
+    ValueError
+        One line naming ``path`` if it cannot be read or is malformed.
     """
     if path is not None:
         path = Path(path)
-        return parse_pool_rules(path.read_text(), source=str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: cannot read pool rules: {getattr(err, 'strerror', None) or err}") from None
+        return parse_pool_rules(text, source=str(path))
     names = set(structure_names)
     if "ribbon" in names:
         return parse_pool_rules(RIBBON_RULES, "ribbon defaults")

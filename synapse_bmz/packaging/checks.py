@@ -14,7 +14,8 @@ from typing import Dict, List
 import numpy as np
 import yaml
 
-from ..zoo.registry import resolve_package, sha256_file
+from ..errors import ModelError
+from ..zoo.registry import one_line, read_rdf, resolve_package, sha256_file
 from .build import normalise_like_rdf
 
 MAX_ONNX_OPSET = 17
@@ -30,12 +31,63 @@ DEEPIMAGEJ_TORCHSCRIPT_OPS = {
 
 
 def core_test_all_weight_formats(source) -> Dict[str, str]:
-    """bioimageio.core's ``test_model`` for every weight format: format -> status."""
+    """bioimageio.core's ``test_model`` for every weight format: format -> status.
+
+    The status is ``passed``, or the summary's status followed by the first
+    reason on one line (``failed: weights.onnx: ...``).
+
+    Raises
+    ------
+    ModelError
+        Before any test runs, naming the file: the RDF is not YAML or not a
+        model, has no ``weights``, or a file it lists (weights, architecture,
+        test tensors) is missing or differs from its sha256.
+    """
     from bioimageio.core import test_model
 
     rdf = resolve_package(source)
-    raw = yaml.safe_load(rdf.read_text())
-    return {fmt: test_model(rdf, weight_format=fmt).status for fmt in raw["weights"]}
+    raw = read_rdf(rdf)
+    if not isinstance(raw.get("weights"), dict) or not raw["weights"]:
+        raise ModelError(f"{rdf}: the RDF lists no `weights`")
+    problems = integrity_problems(rdf, raw)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ModelError(problems[0] + more)
+    return {fmt: summary_status(test_model(rdf, weight_format=fmt)) for fmt in raw["weights"]}
+
+
+def summary_status(summary) -> str:
+    """``passed``, or ``<status>: <first error or failed check>`` on one line."""
+    status = str(summary.status)
+    if status == "passed":
+        return status
+    for detail in getattr(summary, "details", []):
+        for err in getattr(detail, "errors", []) or []:
+            loc = ".".join(str(x) for x in getattr(err, "loc", ()) if x != "")
+            msg = str(err.msg).replace("\\|", "|")  # the summary escapes pipes for markdown
+            return f"{status}: {one_line(f'{loc}: {msg}' if loc else msg, 300)}"
+    for detail in getattr(summary, "details", []):
+        if str(getattr(detail, "status", "")) == "failed":
+            return f"{status}: {one_line(detail.name, 300)}"
+    return status
+
+
+def integrity_problems(rdf_path: Path, raw: dict) -> List[str]:
+    """Local files the RDF lists that are missing or whose sha256 differs, one line each
+    starting with the file. Remote sources (URLs) are left to bioimageio."""
+    base = Path(rdf_path).parent
+    problems = []
+    for name, entry in _file_entries(raw):
+        source, expected = entry.get("source"), entry.get("sha256")
+        if not isinstance(source, str) or "://" in source:
+            continue
+        path = base / source
+        if not path.is_file():
+            problems.append(f"{path}: {name} file listed in {Path(rdf_path).name} is missing")
+        elif expected and sha256_file(path) != expected:
+            problems.append(f"{path}: sha256 {sha256_file(path)[:12]}... of the {name} does not match "
+                            f"{Path(rdf_path).name} ({str(expected)[:12]}...); the file was altered or replaced")
+    return problems
 
 
 def rdf_problems(rdf_path: Path) -> List[str]:
@@ -69,19 +121,30 @@ def rdf_problems(rdf_path: Path) -> List[str]:
             problems.append(f"{name}: source {entry['source']} is not a relative path inside the package")
         elif not entry.get("sha256"):
             problems.append(f"{name}: no sha256")
+        elif not (base / entry["source"]).is_file():
+            problems.append(f"{name}: {entry['source']} is missing")
         elif sha256_file(base / entry["source"]) != entry["sha256"]:
             problems.append(f"{name}: sha256 mismatch")
     return problems
 
 
 def _file_entries(rdf: dict):
-    for t in rdf.get("inputs", []) + rdf.get("outputs", []):
-        yield f"{t['id']} test tensor", t["test_tensor"]
-    for fmt, w in rdf.get("weights", {}).items():
+    """(description, entry with ``source`` and ``sha256``) for every file the RDF lists;
+    entries of the wrong shape are skipped (the spec validation reports them)."""
+    def dicts(value):
+        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+    for t in dicts(rdf.get("inputs")) + dicts(rdf.get("outputs")):
+        if isinstance(t.get("test_tensor"), dict):
+            yield f"{t.get('id', '?')} test tensor", t["test_tensor"]
+    weights = rdf.get("weights") if isinstance(rdf.get("weights"), dict) else {}
+    for fmt, w in weights.items():
+        if not isinstance(w, dict):
+            continue
         yield f"{fmt} weights", w
-        if "architecture" in w and "source" in w["architecture"]:
+        if isinstance(w.get("architecture"), dict) and "source" in w["architecture"]:
             yield f"{fmt} architecture", w["architecture"]
-    for a in rdf.get("attachments", []):
+    for a in dicts(rdf.get("attachments")):
         yield "attachment", a
 
 

@@ -129,6 +129,43 @@ def resolve_package(source: str | Path) -> Path:
     raise ModelError(f"{s}: unknown model (not a package name, folder, .zip or rdf.yaml; available: {names})")
 
 
+def one_line(text: object, limit: int = 400) -> str:
+    """``text`` on one line: list markers dropped, lines joined with ``; ``, cut at ``limit``."""
+    parts = [ln.strip().lstrip("-").strip() for ln in str(text).splitlines()]
+    line = "; ".join(p for p in parts if p)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def read_rdf(rdf: Path) -> Dict[str, Any]:
+    """The RDF as a dict, after checking it is YAML describing a model.
+
+    Raises
+    ------
+    ModelError
+        One line naming ``rdf``: unreadable, not valid YAML (with line and
+        column), not a mapping, or ``type`` other than ``model``.
+    """
+    import yaml
+
+    from analysis._checks import yaml_problem
+
+    rdf = Path(rdf)
+    try:
+        data = yaml.safe_load(rdf.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ModelError(f"{rdf}: cannot read the RDF: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{rdf}: not a text (UTF-8) file, so not an RDF") from None
+    except yaml.YAMLError as e:
+        raise ModelError(f"{rdf}: not valid YAML: {yaml_problem(e)}") from None
+    if not isinstance(data, dict):
+        got = "empty" if data is None else f"a {type(data).__name__}"
+        raise ModelError(f"{rdf}: not a bioimage.io model RDF: the YAML is {got}, not a mapping with `type: model`")
+    if data.get("type") != "model":
+        raise ModelError(f"{rdf}: not a bioimage.io model RDF: `type` is {data.get('type')!r}, need 'model'")
+    return data
+
+
 @dataclass
 class LoadedModel:
     """A validated model description with our typed config.
@@ -157,18 +194,23 @@ def load_model(source: str | Path) -> LoadedModel:
     Raises
     ------
     ModelError
-        Unknown source, invalid RDF, unsupported format, or a weight file whose
-        sha256 differs from the RDF.
+        Unknown source, RDF that is not YAML or not a model, invalid RDF,
+        unsupported format, or a weight file whose sha256 differs from the RDF.
+        The message is one line and starts with the offending file.
     """
     from bioimageio.spec import ValidationContext, load_description
     from bioimageio.spec.model import v0_5
 
     rdf = resolve_package(source)
-    with ValidationContext(perform_io_checks=False):
-        descr = load_description(rdf, format_version="latest")
+    read_rdf(rdf)
+    try:
+        with ValidationContext(perform_io_checks=False):
+            descr = load_description(rdf, format_version="latest")
+    except Exception as e:  # the spec's YAML reader (ruyaml) may still refuse what PyYAML read
+        raise ModelError(f"{rdf}: bioimage.io cannot read this RDF: {one_line(e)}") from None
     if not isinstance(descr, v0_5.ModelDescr):
         reason = descr.get_reason() if hasattr(descr, "get_reason") else type(descr).__name__
-        raise ModelError(f"{rdf}: not a valid bioimage.io model (format 0.5): {reason}")
+        raise ModelError(f"{rdf}: not a valid bioimage.io model (format 0.5): {one_line(reason)}")
     if len(descr.inputs) != 1:
         raise ModelError(f"{rdf}: models with {len(descr.inputs)} inputs are not supported (need exactly one)")
     hashes: Dict[str, str] = {}
