@@ -131,7 +131,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     for res in iter_run(a.model, a.inputs, a.output, opts):
         if isinstance(res, RunFailure):
             failures.append(res)
-            print(f"{res.input}: FAILED", file=sys.stderr, flush=True)
+            print(f"synapse-bmz: error: {res.message}", file=sys.stderr, flush=True)
             continue
         n_ok += 1
         if res.skipped:
@@ -143,9 +143,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         speed = res.voxels / res.predict_s / 1e6 if res.predict_s > 0 else float("nan")
         print(f"{res.input} -> {res.output_dir}: {speed:.2f} M voxels/s{found}{resumed}", flush=True)
     if failures:
-        if len(failures) == 1 and n_ok == 0:
-            print(f"synapse-bmz: error: {failures[0].message}", file=sys.stderr)
-        else:
+        if len(failures) + n_ok > 1:
             print(f"synapse-bmz: {len(failures)} of {len(failures) + n_ok} inputs failed:", file=sys.stderr)
             for f in failures:
                 print(f"  {f.message}", file=sys.stderr)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Optional, Protocol, Sequence, Tuple
 
-from ..errors import BlockFailure, OptionError
+from ..errors import BlockFailure, Cancelled, OptionError
 
 __all__ = ["BlockJob", "SerialExecutor", "DaskExecutor", "make_executor"]
 
@@ -69,7 +69,7 @@ class SerialExecutor:
             for attempt in range(self.retries + 1):
                 try:
                     result = job.run(state, group)
-                except (KeyboardInterrupt, SystemExit, GeneratorExit):
+                except (KeyboardInterrupt, SystemExit, GeneratorExit, Cancelled):
                     raise
                 except Exception as error:  # a block's failure is reported with its coordinates
                     if attempt == self.retries:

@@ -263,8 +263,8 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
     volume = source.volume()  # reads the header now, so a bad input fails before any folder is made
     partial, resumed = _prepare_partial(out_dir, _fingerprint(model, input_path, options), options.resume)
     progress = _Progress(options.progress, out_dir.name)
+    markers_root = partial / "blocks"
     try:
-        markers_root = partial / "blocks"
         t0 = time.perf_counter()
         pred = _drive(api.predict_events(
             session, source, tile=options.tile, halo=options.halo, batch_size=options.batch_size,
@@ -283,6 +283,12 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
                 session, pred, volume, partial, markers_root, resumed, executor, options, provenance, progress)
         provenance["predict_s"] = round(predict_s, 3)
         (partial / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+    except BaseException:
+        # finished blocks stay for --resume; a run that finished none leaves nothing behind
+        (partial / "lock").unlink(missing_ok=True)
+        if not any(markers_root.rglob("*.npy")):
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
     finally:
         progress.close()
     _finalize(partial, out_dir)
@@ -369,6 +375,9 @@ def iter_run(model_source, inputs: Sequence[str], out_root: Path,
     for item in inputs:
         expanded.extend(str(p) for p in list_inputs(item))
     session = api.load_session(model_source, device=options.device, weight_format=options.weight_format)
+    from .predict import check_tile_options
+
+    check_tile_options(session, options.tile, options.halo, options.batch_size)
     with make_executor(options.cluster, threads_per_worker=options.threads_per_worker,
                        memory_limit=options.worker_memory) as executor:
         for path in expanded:
