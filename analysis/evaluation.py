@@ -1,5 +1,9 @@
 """Segmentation metrics: instance F1 with Hungarian matching, Dice, IoU, CREMI clefts.
 
+The one instance F1 of the code base: :func:`instance_scores` for one image,
+:func:`pooled_instance_scores` over several, both through
+:func:`scores_from_counts`.
+
 CREMI cleft conventions (https://cremi.org, ``cremi.evaluation.Clefts``):
 cleft volumes are uint64 with background ``0xffffffffffffffff``; every other
 value is a cleft. Distances are Euclidean in nm with the anisotropic voxel
@@ -15,7 +19,7 @@ every count and average, on both sides.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import edt
 import numpy as np
@@ -55,11 +59,45 @@ def iou_matrix(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return iou_full[np.ix_(keep_g, keep_p)], gt_labels[keep_g], pr_labels[keep_p]
 
 
+def scores_from_counts(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """Precision, recall and F1 from matched-object counts: the one F1 formula.
+
+    ``precision = tp / (tp + fp)``, ``recall = tp / (tp + fn)``,
+    ``f1 = 2 tp / (2 tp + fp + fn)``. With nothing to find and nothing found
+    (all counts 0) every score is 1; a side with no objects while the other
+    has some scores 0.
+
+    Parameters
+    ----------
+    tp, fp, fn : int
+        True positives (matched pairs), false positives (unmatched predicted
+        objects), false negatives (unmatched ground-truth objects).
+
+    Returns
+    -------
+    dict with ``precision``, ``recall``, ``f1`` (floats in [0, 1]) and
+    ``tp``, ``fp``, ``fn`` (ints).
+    """
+    tp, fp, fn = int(tp), int(fp), int(fn)
+    precision = tp / (tp + fp) if tp + fp else 1.0 if fn == 0 else 0.0
+    recall = tp / (tp + fn) if tp + fn else 1.0 if fp == 0 else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+
+
 def instance_scores(gt: np.ndarray, pred: np.ndarray, iou_threshold: float = 0.5) -> dict[str, float]:
     """Instance precision, recall and F1 after one-to-one Hungarian matching.
 
     Objects are matched to maximise the total IoU; a match counts as a true
-    positive when its IoU is >= ``iou_threshold``.
+    positive when its IoU is >= ``iou_threshold``. The scores are
+    :func:`scores_from_counts` of the resulting counts.
+
+    Parameters
+    ----------
+    gt, pred : ndarray of int, same shape, ``(z, y, x)`` or ``(y, x)``
+        Instance labels, 0 is background.
+    iou_threshold : float
+        Smallest intersection over union of a true positive (default 0.5).
 
     Returns
     -------
@@ -74,19 +112,41 @@ def instance_scores(gt: np.ndarray, pred: np.ndarray, iou_threshold: float = 0.5
         matched = iou[rows, cols]
         matched = matched[matched >= iou_threshold]
         tp = int(len(matched))
-    fp, fn = len(pr_labels) - tp, len(gt_labels) - tp
-    precision = tp / (tp + fp) if tp + fp else 1.0 if fn == 0 else 0.0
-    recall = tp / (tp + fn) if tp + fn else 1.0 if fp == 0 else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-    return {
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "mean_matched_iou": float(matched.mean()) if tp else float("nan"),
-    }
+    scores = scores_from_counts(tp, len(pr_labels) - tp, len(gt_labels) - tp)
+    scores["mean_matched_iou"] = float(matched.mean()) if tp else float("nan")
+    return scores
+
+
+def pooled_instance_scores(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]], iou_threshold: float = 0.5
+) -> dict[str, float]:
+    """Instance F1 pooled over several images: counts summed, then :func:`scores_from_counts`.
+
+    Each ``(gt, pred)`` pair is matched on its own (:func:`instance_scores`,
+    Hungarian, IoU >= ``iou_threshold``); pooling the counts weights every
+    object equally, however the objects are spread over images or sections.
+
+    Parameters
+    ----------
+    pairs : iterable of (gt, pred)
+        Instance label arrays of one shape per pair, 0 = background (e.g. the
+        z-sections of a volume, or the validation images); a generator is
+        consumed one pair at a time.
+    iou_threshold : float
+        Smallest IoU of a true positive (default 0.5).
+
+    Returns
+    -------
+    dict with ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn`` and
+    ``n_images`` (the number of pairs).
+    """
+    tp = fp = fn = n = 0
+    for gt, pred in pairs:
+        s = instance_scores(gt, pred, iou_threshold)
+        tp, fp, fn, n = tp + s["tp"], fp + s["fp"], fn + s["fn"], n + 1
+    scores = scores_from_counts(tp, fp, fn)
+    scores["n_images"] = n
+    return scores
 
 
 def dice(gt: np.ndarray, pred: np.ndarray) -> float:

@@ -27,14 +27,12 @@ TUNING_SECTIONS = (0, 5, 10, 15, 20)  # indices into the training split
 
 
 def pooled_f1(preds, instances, voxel_size_nm, **params):
-    from analysis.evaluation import instance_scores
+    """Instance F1 (IoU >= 0.5, Hungarian) pooled over sections, `analysis.evaluation.pooled_instance_scores`."""
+    from analysis.evaluation import pooled_instance_scores
     from postprocessing.vesicles import segment_vesicles
 
-    tp = fp = fn = 0
-    for p, gt in zip(preds, instances):
-        s = instance_scores(gt, segment_vesicles(p[0], p[1], voxel_size_nm, **params), 0.5)
-        tp, fp, fn = tp + s["tp"], fp + s["fp"], fn + s["fn"]
-    return 2 * tp / max(2 * tp + fp + fn, 1)
+    pairs = ((gt, segment_vesicles(p[0], p[1], voxel_size_nm, **params)) for p, gt in zip(preds, instances))
+    return pooled_instance_scores(pairs, 0.5)["f1"]
 
 
 def main(argv=None) -> int:

@@ -66,3 +66,18 @@ def test_cremi_empty_prediction_and_zero_background():
     gt[1, 5, 5] = 2
     scores = cremi_cleft_scores(gt, np.zeros_like(gt), (40, 4, 4))
     assert scores["adgt_nm"] == np.inf and np.isnan(scores["adf_nm"]) and scores["false_negatives"] == 1
+
+
+def test_pooled_instance_scores_sum_counts_over_images():
+    from analysis.evaluation import pooled_instance_scores, scores_from_counts
+
+    a = np.zeros((8, 8), np.uint32)
+    a[1:3, 1:3], a[5:7, 5:7] = 1, 2
+    empty = np.zeros_like(a)
+    pooled = pooled_instance_scores([(a, a), (a, empty), (empty, a)])
+    assert (pooled["tp"], pooled["fp"], pooled["fn"], pooled["n_images"]) == (2, 2, 2, 3)
+    assert pooled["f1"] == pytest.approx(0.5) == pooled["precision"] == pooled["recall"]
+    assert scores_from_counts(0, 0, 0)["f1"] == 1.0  # nothing to find, nothing found
+    assert scores_from_counts(0, 3, 0)["precision"] == 0.0 and scores_from_counts(0, 0, 3)["recall"] == 0.0
+    s = instance_scores(a, a)
+    assert {k: s[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")} == scores_from_counts(2, 0, 0)

@@ -168,7 +168,7 @@ def evaluate_package_instances_per_section(package, raw_volume: ArrayOrPath, mas
     """
     import tifffile
 
-    from analysis.evaluation import instance_scores
+    from analysis.evaluation import pooled_instance_scores
 
     from .targets import instances_from_mask
 
@@ -178,10 +178,6 @@ def evaluate_package_instances_per_section(package, raw_volume: ArrayOrPath, mas
         labels = tifffile.imread(res.labels)
     if labels.shape != gt.shape:
         raise InputError(str(mask_volume), f"annotation shape {gt.shape} differs from the prediction's {labels.shape}")
-    tp = fp = fn = 0
-    for z in range(gt.shape[0]):
-        s = instance_scores(instances_from_mask(gt[z]), labels[z], iou_threshold)
-        tp, fp, fn = tp + s["tp"], fp + s["fp"], fn + s["fn"]
-    return {"f1": 2 * tp / max(2 * tp + fp + fn, 1), "precision": tp / max(tp + fp, 1),
-            "recall": tp / max(tp + fn, 1), "tp": tp, "fp": fp, "fn": fn,
-            "n_ground_truth_objects": tp + fn, "n_sections": int(gt.shape[0])}
+    s = pooled_instance_scores(((instances_from_mask(g), lab) for g, lab in zip(gt, labels)), iou_threshold)
+    return {"f1": s["f1"], "precision": s["precision"], "recall": s["recall"], "tp": s["tp"], "fp": s["fp"],
+            "fn": s["fn"], "n_ground_truth_objects": s["tp"] + s["fn"], "n_sections": int(gt.shape[0])}

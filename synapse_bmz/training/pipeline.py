@@ -46,7 +46,7 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
     thresholded foreground without a recipe); other tasks with a recipe add
     instance F1 (IoU >= 0.5, Hungarian), pooled over the validation data.
     """
-    from analysis.evaluation import cremi_cleft_scores, dice, foreground_iou, instance_scores
+    from analysis.evaluation import cremi_cleft_scores, dice, foreground_iou, instance_scores, scores_from_counts
     from postprocessing.recipes import apply_recipe
 
     tp = fp = fn = 0
@@ -89,8 +89,9 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
         for key in ("false_positives", "false_negatives"):
             out[key] = int(sum(c[key] for c in cremi))
     elif want_instances:
-        out.update({"instance_f1": 2 * tp / max(2 * tp + fp + fn, 1), "instance_precision": tp / max(tp + fp, 1),
-                    "instance_recall": tp / max(tp + fn, 1), "n_ground_truth_objects": tp + fn})
+        pooled = scores_from_counts(tp, fp, fn)
+        out.update({"instance_f1": pooled["f1"], "instance_precision": pooled["precision"],
+                    "instance_recall": pooled["recall"], "n_ground_truth_objects": tp + fn})
     return out
 
 
