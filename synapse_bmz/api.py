@@ -350,6 +350,8 @@ def predict_events(model, image, voxel_size_nm: Optional[Sequence[float]] = None
         finished += len(group)
         yield ProgressEvent("predict", finished, total)
     info.update(voxel_size_nm=list(model_vs), blocks_total=total, blocks_computed=total - len(done))
+    if isinstance(out, (str, Path)):
+        info["store"] = str(out)
     return _as_dataarray(arr, channels, model_vs, info)
 
 
@@ -451,6 +453,11 @@ def segment_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float]
         if voxel_size_nm is None:
             voxel_size_nm = prediction.attrs.get("voxel_size_nm")
         arr = prediction.data
+        if prediction.attrs.get("store"):
+            import zarr
+
+            # blocks read the store directly (no dask graph inside a worker)
+            arr = zarr.open_array(store=prediction.attrs["store"], path="0", mode="r")
     if voxel_size_nm is None:
         raise OptionError("voxel_size_nm", "required: the prediction's voxel size in nm per spatial axis")
     shape = tuple(arr.shape[1:])
