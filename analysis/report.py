@@ -10,9 +10,8 @@ figures work offline (plotly.js is embedded inline, no CDN).
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,7 @@ import plotly.offline
 from jinja2 import Template
 
 from . import _figures
+from ._atomic import write_atomic
 from ._checks import labels_2d_or_3d, same_shape, voxel_size_for
 from .distances import distances_to_structure, nearest_neighbor_distances
 from .morphology import object_table
@@ -38,18 +38,6 @@ voxel size {{ voxel_size }} nm ({{ axes }}).</p>
 {% for title, div in figures %}<div class="figure"><h2>{{ title }}</h2>{{ div }}</div>
 {% endfor %}</body></html>
 """)
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write via ``write(tmp)`` to a hidden temporary name next to ``path``, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def _structure_labels(mask: np.ndarray) -> np.ndarray:
@@ -181,10 +169,10 @@ def analyze(
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for key, table in (("vesicles", vtable), ("structures", stable)):
-        paths[f"{key}_csv"] = _write_atomic(out_dir / f"{key}.csv", lambda p, t=table: t.to_csv(p, index=False))
-        paths[f"{key}_parquet"] = _write_atomic(out_dir / f"{key}.parquet", lambda p, t=table: t.to_parquet(p, index=False))
+        paths[f"{key}_csv"] = write_atomic(out_dir / f"{key}.csv", lambda p, t=table: t.to_csv(p, index=False))
+        paths[f"{key}_parquet"] = write_atomic(out_dir / f"{key}.parquet", lambda p, t=table: t.to_parquet(p, index=False))
         if xlsx:
-            paths[f"{key}_xlsx"] = _write_atomic(out_dir / f"{key}.xlsx", lambda p, t=table: t.to_excel(p, index=False, engine="openpyxl"))
+            paths[f"{key}_xlsx"] = write_atomic(out_dir / f"{key}.xlsx", lambda p, t=table: t.to_excel(p, index=False, engine="openpyxl"))
     report = _report_html(vesicles, structures, spacing, raw, vtable)
-    paths["report_html"] = _write_atomic(out_dir / "report.html", lambda p: p.write_text(report, encoding="utf-8"))
+    paths["report_html"] = write_atomic(out_dir / "report.html", lambda p: p.write_text(report, encoding="utf-8"))
     return paths

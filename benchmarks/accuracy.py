@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     import torch
 
     from synapse_bmz.errors import SynapseBmzError
+    from synapse_bmz.io.atomic import write_atomic
     from synapse_bmz.training.evaluate import evaluate_on_split
     from synapse_bmz.zoo.registry import load_model
 
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
     results["_meta"] = {"quick": a.quick, "device": device, "platform": platform.platform(),
                         "tolerance": TOLERANCE, "relative_tolerance_nm": RELATIVE_TOLERANCE_NM}
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_atomic(a.out, lambda tmp: tmp.write_text(json.dumps(results, indent=2, default=str) + "\n"))
     for name, r in results.items():
         if name == "_meta":
             continue

@@ -1,59 +1,43 @@
-"""Atomic outputs: write to a hidden temporary name, rename when complete."""
+"""Atomic outputs: write to a hidden temporary name, rename when complete.
+
+The implementation is `analysis._atomic` (the lowest layer that writes
+files); this module gives it ``synapse_bmz``'s error: every failure of the
+output location is an :class:`~synapse_bmz.errors.OutputError`.
+"""
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from analysis import _atomic
+from analysis._atomic import AtomicWriteError, remove_path
 from synapse_bmz.errors import OutputError
+
+__all__ = ["atomic_output", "check_writable_dir", "remove_path", "write_atomic"]
 
 
 def check_writable_dir(path: str | Path) -> Path:
-    """Return the directory that will hold `path`; OutputError if unwritable."""
-    path = Path(path)
-    parent = path.absolute().parent
-    if not parent.is_dir():
-        raise OutputError(f"{path}: cannot write: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{path}: cannot write: directory {parent} is not writable")
-    return parent
-
-
-def remove_path(path: Path) -> None:
-    """Remove a file, link or directory tree if it exists; ignore absence."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+    """Return the directory that will hold `path`; OutputError if missing or unwritable."""
+    try:
+        return _atomic.check_writable_dir(path)
+    except AtomicWriteError as error:
+        raise OutputError(str(error)) from None
 
 
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it onto `path` on success.
 
-    The temporary name is ``.NAME.tmp-<random>`` in the same directory, so
-    the final ``os.replace`` is a rename on one file system. The body may
-    write a file or a directory tree (e.g. a zarr store) at the yielded path.
-
-    On normal exit the temporary path replaces `path`. An existing file is
-    replaced atomically; an existing directory tree (or a file where a tree
-    is written, or vice versa) is first renamed aside to a hidden name,
-    the new output renamed into place, and the old one then deleted, so
-    `path` is missing only between two renames. If the body raises, the
-    temporary path is removed and the exception propagates; `path` is left
-    untouched.
+    `analysis._atomic.atomic_path` (which see: ``.NAME.tmp-<random>``,
+    trees renamed aside then deleted, the temporary removed if the body
+    raises) with ``OutputError`` for a failing output location.
 
     Parameters
     ----------
     path : str or Path
-        Final location of the output.
+        Final location of the output (a file or a directory tree).
 
     Yields
     ------
@@ -65,31 +49,19 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     OutputError
         If the directory of `path` does not exist or is not writable (checked
         before the body runs), if the body wrote nothing at the temporary
-        path, or if the final rename fails.
+        path, or if the final rename fails (also for an `AtomicWriteError`
+        of a nested `analysis` writer). Other exceptions of the body
+        propagate unchanged.
     """
-    path = Path(path)
-    parent = check_writable_dir(path)
-    tmp = parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
     try:
-        yield tmp
-    except BaseException:
-        remove_path(tmp)
-        raise
-    if not os.path.lexists(tmp):
-        raise OutputError(f"{path}: nothing was written")
-    target = parent / path.name
-    try:
-        if os.path.lexists(target) and (target.is_dir() or tmp.is_dir()):
-            old = parent / f".{path.name}.old-{secrets.token_hex(4)}"
-            os.replace(target, old)
-            try:
-                os.replace(tmp, target)
-            except OSError:
-                os.replace(old, target)
-                raise
-            remove_path(old)
-        else:
-            os.replace(tmp, target)
-    except OSError as error:
-        remove_path(tmp)
-        raise OutputError(f"{path}: cannot write: {error}") from error
+        with _atomic.atomic_path(path) as tmp:
+            yield tmp
+    except AtomicWriteError as error:
+        raise OutputError(str(error)) from error
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` inside :func:`atomic_output` and return `path` (OutputError as there)."""
+    with atomic_output(path) as tmp:
+        write(tmp)
+    return Path(path)

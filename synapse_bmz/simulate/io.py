@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from ..io.atomic import write_atomic
+
 __all__ = ["write_simulation"]
 
 
@@ -15,12 +17,10 @@ def _write_tif(path: Path, array: np.ndarray, voxel_size_nm: tuple) -> None:
     vz, vy, vx = voxel_size_nm
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    tmp = path.with_name(path.name + ".tmp")
-    tifffile.imwrite(
+    write_atomic(path, lambda tmp: tifffile.imwrite(
         tmp, array, imagej=True, resolution=(1.0 / vx, 1.0 / vy),
         metadata={"spacing": vz, "unit": "nm", "axes": "ZYX"},
-    )
-    os.replace(tmp, path)
+    ))
 
 
 def write_simulation(sim, out_dir: str | os.PathLike) -> list[Path]:
@@ -31,7 +31,7 @@ def write_simulation(sim, out_dir: str | os.PathLike) -> list[Path]:
     beyond 65535 ids, because ImageJ tifs have no uint32), ``vesicles.csv`` and, for ssTEM neuropil, ``partners.csv``. Every
     tif is an ImageJ hyperstack whose resolution and ``spacing`` give the
     voxel size in nm. Each file is written under a temporary name and then
-    renamed, so a crash never leaves a truncated file behind.
+    renamed (`synapse_bmz.io.atomic`), so a crash never leaves a truncated file behind.
 
     Parameters
     ----------
@@ -60,8 +60,6 @@ def write_simulation(sim, out_dir: str | os.PathLike) -> list[Path]:
         table = getattr(sim, table_name, None)
         if table is not None:
             path = out / f"{table_name}.csv"
-            tmp = path.with_name(path.name + ".tmp")
-            table.to_csv(tmp, index=False)
-            os.replace(tmp, path)
+            write_atomic(path, lambda tmp, t=table: t.to_csv(tmp, index=False))
             written.append(path)
     return written

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..io.atomic import write_atomic
 from .config import TrainConfig
 from .data import SliceDataset, load_split, sample_batch
 from .losses import combined_loss
@@ -203,7 +203,7 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
             val_dice = foreground_dice(preds, val_data.targets)
             if val_dice > best_dice:
                 best_dice, best_it = val_dice, step
-                torch.save(model.state_dict(), ckpt_dir / "best.pt")
+                write_atomic(ckpt_dir / "best.pt", lambda tmp: torch.save(model.state_dict(), tmp))
             bar.set_postfix(loss=f"{np.mean(running):.3f}", val_dice=f"{val_dice:.3f}")
         if step % 10 == 0 or val_dice != "":
             writer.writerow([step, f"{np.mean(running):.5f}", val_dice if val_dice == "" else f"{val_dice:.5f}",
@@ -211,12 +211,11 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
             log.flush()
             running = []
         if step % cfg.train.checkpoint_every == 0 or step == n_iter:
-            tmp = ckpt_dir / ".latest.pt.tmp"
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "iteration": step,
-                        "best_dice": best_dice, "best_iteration": best_it,
-                        "elapsed_s": elapsed0 + time.perf_counter() - t0}, tmp)
-            os.replace(tmp, latest)
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "iteration": step,
+                     "best_dice": best_dice, "best_iteration": best_it,
+                     "elapsed_s": elapsed0 + time.perf_counter() - t0}
+            write_atomic(latest, lambda tmp: torch.save(state, tmp))
     log.close()
     model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location="cpu", weights_only=True))
     return TrainResult(model=model.cpu().eval(), best_val_dice=best_dice, best_iteration=best_it,

@@ -177,6 +177,7 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
     """
     import torch
 
+    from ..io.atomic import write_atomic
     from ..packaging import PackageInfo, build_package
     from ..zoo.config import SynapseBmzConfig
     from .data import load_split
@@ -194,7 +195,7 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
     res = train(cfg, work_dir, device=device, resume=resume, progress=progress,
                 train_data=train_data, val_data=val_data)
     metrics = evaluate_slices(res.model, val_data, cfg)
-    (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(work_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
 
     pp = cfg.package.postprocessing
     pkg_cfg = SynapseBmzConfig(
