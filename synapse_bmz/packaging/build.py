@@ -130,6 +130,7 @@ def build_package(
     step: Sequence[int],
     train_yaml: Optional[Path] = None,
     decimal_tolerance: float = 1e-4,
+    measure_halo: bool = True,
 ) -> Path:
     """Write a bioimage.io package folder for ``model`` and check it loads.
 
@@ -154,6 +155,12 @@ def build_package(
         Training configuration copied into the package as ``train.yaml``.
     decimal_tolerance : float
         Absolute tolerance recorded for reproducing the test output.
+    measure_halo : bool
+        Replace ``config.halo`` by the measured minimum halo (and record the
+        theoretical ``receptive_field``), `synapse_bmz.packaging.halo`: tiles
+        cut with it reproduce the untiled prediction of the test input within
+        the RDF's reproducibility tolerance. Output axes declare the largest
+        halo the spec allows for ``min_shape`` (``min - 2 * halo >= 1``).
 
     Returns
     -------
@@ -194,13 +201,21 @@ def build_package(
             shutil.copy(train_yaml, work / "train.yaml")
         write_model_card(work / "README.md", info, config, test_output.shape[1])
 
-        rdf = _rdf_dict(
-            info, config, ndim, spatial, min_shape, step, test_output.shape[1],
-            arch_file=arch_src.name, arch_callable=type(model).__name__,
-            arch_kwargs=_architecture_kwargs(model), torch_version=torch.__version__.split("+")[0],
-            tolerance=decimal_tolerance, files=work,
-        )
-        (work / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False))
+        def write_rdf(cfg):
+            rdf = _rdf_dict(
+                info, cfg, ndim, spatial, min_shape, step, test_output.shape[1],
+                arch_file=arch_src.name, arch_callable=type(model).__name__,
+                arch_kwargs=_architecture_kwargs(model), torch_version=torch.__version__.split("+")[0],
+                tolerance=decimal_tolerance, files=work,
+            )
+            (work / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False))
+
+        write_rdf(config)
+        if measure_halo:
+            # the runner loads the package just written, with the halo given, and measures the real one
+            config = _with_measured_halo(work / "rdf.yaml", config, sample_input[0, 0])
+            write_model_card(work / "README.md", info, config, test_output.shape[1])
+            write_rdf(config)
         _validate(work / "rdf.yaml")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -209,6 +224,16 @@ def build_package(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return out_dir / "rdf.yaml"
+
+
+def _with_measured_halo(rdf_path: Path, config: SynapseBmzConfig, image: np.ndarray) -> SynapseBmzConfig:
+    """``config`` with the halo measured on ``image`` through the runner (RDF's tolerance)."""
+    from .halo import measure_halo
+
+    m = measure_halo(rdf_path, image)
+    return config.model_copy(update={
+        "halo": [int(h) for h in m.halo],
+        "receptive_field": [int(r) for r in m.receptive_field] if m.receptive_field is not None else None})
 
 
 def _export_onnx(model, sample_input: np.ndarray, path: Path, ndim: int) -> None:
@@ -235,13 +260,17 @@ def _rdf_dict(info, config, ndim, spatial, min_shape, step, n_out, *, arch_file,
 
     in_axes: List[dict] = [{"type": "batch"}, {"type": "channel", "channel_names": ["raw"]}]
     out_axes: List[dict] = [{"type": "batch"}, {"type": "channel", "channel_names": list(config.channels)}]
+    from .halo import spec_output_halo, unet_context
+
+    div = unet_context(arch_kwargs).divisibility if arch_callable == "UNet" else (1,) * ndim
     for i, ax in enumerate(spatial):
+        halo = spec_output_halo(config.halo[i], min_shape[i], div[i])
         scale = float(config.voxel_size_nm[i])
         in_axes.append({"type": "space", "id": ax, "unit": "nanometer", "scale": scale,
                         "size": {"min": int(min_shape[i]), "step": int(step[i])}})
         out_axes.append({"type": "space", "id": ax, "unit": "nanometer", "scale": scale,
                          "size": {"tensor_id": INPUT_ID, "axis_id": ax},
-                         "halo": int(config.halo[i])})
+                         **({"halo": halo} if halo else {})})
     if len(config.channels) != n_out:
         raise ValueError(f"config.channels names {len(config.channels)} channels, model outputs {n_out}")
     cite = info.cite or [{"text": "synapse-bmz", "url": "https://bioimage.io"}]

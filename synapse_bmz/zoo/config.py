@@ -41,7 +41,13 @@ class SynapseBmzConfig(BaseModel):
     voxel_size_nm : list of float
         Training voxel size, one per spatial axis of the model, (z, y, x) or (y, x).
     tile, halo : list of int
-        Default tile (input size) and halo per spatial axis, in voxels.
+        Default tile (input size) and halo per spatial axis, in voxels. The
+        halo is the measured minimum for which tiled prediction equals
+        untiled prediction within the RDF's reproducibility tolerance
+        (`synapse_bmz.packaging.halo`); the runner refuses smaller ones.
+    receptive_field : list of int or None
+        Theoretical receptive-field radius per spatial axis (voxels), from the
+        architecture; recorded beside the halo, not used by the runner.
     postprocessing : PostprocessingSpec or None
         Recipe applied by ``synapse-bmz run`` unless ``--no-postprocess``.
     activation_bytes_per_voxel : float or None
@@ -57,6 +63,7 @@ class SynapseBmzConfig(BaseModel):
     voxel_size_nm: List[float]
     tile: Optional[List[int]] = None
     halo: List[int]
+    receptive_field: Optional[List[int]] = None
     postprocessing: Optional[PostprocessingSpec] = None
     activation_bytes_per_voxel: Optional[float] = None
     accuracy: Dict[str, Any] = Field(default_factory=dict)
