@@ -1,9 +1,14 @@
-"""Accuracy of a finished package: on labelled volumes through the real runner, or on its training split."""
+"""Accuracy of a finished package: on labelled volumes through the array API, or on its training split.
+
+`predict_foreground` and `evaluate_package_instances_per_section` compose
+`synapse_bmz.api.predict` / `synapse_bmz.api.segment` (the steps
+``synapse-bmz run`` takes, in memory: whole-volume normalisation, the
+model's grid, tiles with halo, the package's recipe) and map the result
+back to the input grid; the metrics are `analysis.evaluation`'s.
+"""
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
 
@@ -28,60 +33,56 @@ def _mask(mask: ArrayOrPath, voxel_size_nm, threshold: float) -> np.ndarray:
     return label_mask(read_volume(mask, voxel_size_nm).to_numpy(), threshold)
 
 
-def _run_package(package, raw: ArrayOrPath, tmp: Path, *, voxel_size_nm, postprocess: bool, device):
-    """``synapse-bmz run`` on ``raw`` (an array is written to ``tmp`` first); outputs under ``tmp/out``."""
-    from ..io import write_volume
-    from ..runner.run import RunOptions, run
+def _predict(package, raw: ArrayOrPath, *, voxel_size_nm, device):
+    """(session, prediction on the model grid) of `synapse_bmz.api.predict`; arrays need ``voxel_size_nm``."""
+    from .. import api
 
-    if isinstance(raw, np.ndarray):
-        if voxel_size_nm is None:
-            raise InputError("raw", "an in-memory array needs voxel_size_nm")
-        path = tmp / "input.npy"
-        write_volume(path, raw, voxel_size_nm)
-        raw = path
-    opts = RunOptions(voxel_size_nm=voxel_size_nm, postprocess=postprocess, progress=False, device=device)
-    return run(package, [str(raw)], tmp / "out", opts)[0]
+    if isinstance(raw, np.ndarray) and voxel_size_nm is None:
+        raise InputError("raw", "an in-memory array needs voxel_size_nm")
+    session = api.load_session(package, device=device)
+    image = str(raw) if isinstance(raw, (str, Path)) else raw
+    vs = tuple(voxel_size_nm) if voxel_size_nm is not None else None
+    return session, api.predict(session, image, vs)
+
+
+def _to_input_grid(labels: np.ndarray, prediction) -> np.ndarray:
+    """Labels or a mask on the model grid, nearest-neighbour mapped onto the input's grid."""
+    from ..runner.resample import labels_to_grid
+
+    return labels_to_grid(labels, prediction.attrs["input_shape"], tuple(prediction.attrs["scale_factors"]))
 
 
 def predict_foreground(package, raw: ArrayOrPath, *, voxel_size_nm: Optional[Sequence[float]] = None,
-                       channel: int = 0, threshold: float = 0.5, device: Optional[str] = None,
-                       work_dir: Optional[Path] = None) -> np.ndarray:
-    """Thresholded channel of a package's prediction, through ``synapse-bmz run``, on the input grid.
+                       channel: int = 0, threshold: float = 0.5, device: Optional[str] = None) -> np.ndarray:
+    """Thresholded channel of a package's prediction (`synapse_bmz.api.predict`), on the input grid.
 
     Parameters
     ----------
     package : str, Path or LoadedModel
-    raw : ndarray or path
+    raw : ndarray or path, shape ([Z,] Y, X)
         An array needs ``voxel_size_nm``; a path is read by `synapse_bmz.io.read_volume`.
+    voxel_size_nm : sequence of float, optional
+        nm per axis, ``(z, y, x)`` or ``(y, x)``; overrides a file's.
     channel : int
         Output channel (0 = foreground for all our packages).
     threshold : float
         Probability above which a voxel is foreground.
-    work_dir : Path, optional
-        Where the runner writes (default: a temporary folder, removed afterwards).
+    device : str, optional
+        ``cpu`` or ``cuda`` (default: cuda if present).
 
     Returns
     -------
     ndarray of bool, the shape of ``raw``
     """
-    import zarr
-
-    from ..runner.resample import labels_to_grid
-
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        res = _run_package(package, raw, Path(tmp), voxel_size_nm=voxel_size_nm, postprocess=False, device=device)
-        node = zarr.open(store=str(res.prediction), mode="r")
-        pred = node["0"] if hasattr(node, "keys") else node
-        fg = (np.asarray(pred[channel]) > threshold).astype(np.uint8)
-        prov = json.loads((res.output_dir / "provenance.json").read_text())
-    factors = [i / m for i, m in zip(prov["input_voxel_size_nm"], prov["model_grid_voxel_size_nm"])]
-    return labels_to_grid(fg, prov["input_shape"], factors).astype(bool)
+    _, pred = _predict(package, raw, voxel_size_nm=voxel_size_nm, device=device)
+    fg = (np.asarray(pred.data[channel]) > threshold).astype(np.uint8)
+    return _to_input_grid(fg, pred).astype(bool)
 
 
 def evaluate_package_dice(package, raw_volume: ArrayOrPath, mask_volume: ArrayOrPath, *,
                           voxel_size_nm: Optional[Sequence[float]] = None, mask_threshold: float = 127,
                           channel: int = 0, device: Optional[str] = None) -> Dict[str, float]:
-    """Foreground Dice and IoU of a package on labelled data, predicted through the runner.
+    """Foreground Dice and IoU of a package on labelled data (`predict_foreground`, the array API).
 
     Parameters
     ----------
@@ -145,12 +146,12 @@ def evaluate_on_split(package, train_yaml: Path, *, quick: bool = False, device:
 def evaluate_package_instances_per_section(package, raw_volume: ArrayOrPath, mask_volume: ArrayOrPath, *,
                                            voxel_size_nm: Optional[Sequence[float]] = None,
                                            mask_threshold: float = 127, iou_threshold: float = 0.5,
-                                           device: Optional[str] = None,
-                                           work_dir: Optional[Path] = None) -> Dict[str, float]:
+                                           device: Optional[str] = None) -> Dict[str, float]:
     """Instance F1 of a package's recipe output against 2D annotations, section by section.
 
-    The package runs through ``synapse-bmz run`` with its postprocessing
-    recipe (resampled to its voxel size and back); each z-section of the
+    The package predicts (`synapse_bmz.api.predict`) and segments with its
+    postprocessing recipe (`synapse_bmz.api.segment`) on its own grid, the
+    labels are mapped back to the input grid; each z-section of the
     labels is matched against the connected components of that section's
     annotation (IoU >= ``iou_threshold``, Hungarian) and the counts are
     pooled. This is how a 3D model is scored against annotations drawn per
@@ -166,16 +167,14 @@ def evaluate_package_instances_per_section(package, raw_volume: ArrayOrPath, mas
     dict with ``f1``, ``precision``, ``recall``, ``tp``, ``fp``, ``fn``,
     ``n_ground_truth_objects``, ``n_sections``
     """
-    import tifffile
-
     from analysis.evaluation import pooled_instance_scores
 
+    from .. import api
     from .targets import instances_from_mask
 
     gt = _mask(mask_volume, voxel_size_nm, mask_threshold)
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        res = _run_package(package, raw_volume, Path(tmp), voxel_size_nm=voxel_size_nm, postprocess=True, device=device)
-        labels = tifffile.imread(res.labels)
+    session, pred = _predict(package, raw_volume, voxel_size_nm=voxel_size_nm, device=device)
+    labels = _to_input_grid(np.asarray(api.segment(session, pred, table=False).labels[...]), pred)
     if labels.shape != gt.shape:
         raise InputError(str(mask_volume), f"annotation shape {gt.shape} differs from the prediction's {labels.shape}")
     s = pooled_instance_scores(((instances_from_mask(g), lab) for g, lab in zip(gt, labels)), iou_threshold)
