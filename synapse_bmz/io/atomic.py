@@ -30,28 +30,17 @@ def check_writable_dir(path: str | Path) -> Path:
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it onto `path` on success.
 
-    `analysis._atomic.atomic_path` (which see: ``.NAME.tmp-<random>``,
-    trees renamed aside then deleted, the temporary removed if the body
-    raises) with ``OutputError`` for a failing output location.
-
-    Parameters
-    ----------
-    path : str or Path
-        Final location of the output (a file or a directory tree).
-
-    Yields
-    ------
-    Path
-        Where to write; it does not exist yet.
+    `analysis._atomic.atomic_path` (which see for the parameters and the
+    renames: ``.NAME.tmp-<random>`` beside `path`, trees renamed aside then
+    deleted, the temporary removed if the body raises) with ``OutputError``
+    for a failing output location.
 
     Raises
     ------
     OutputError
-        If the directory of `path` does not exist or is not writable (checked
-        before the body runs), if the body wrote nothing at the temporary
-        path, or if the final rename fails (also for an `AtomicWriteError`
-        of a nested `analysis` writer). Other exceptions of the body
-        propagate unchanged.
+        Where `atomic_path` raises `AtomicWriteError` (missing or unwritable
+        directory, nothing written, failed rename), also for a nested
+        `analysis` writer's. Other exceptions of the body propagate unchanged.
     """
     try:
         with _atomic.atomic_path(path) as tmp:
