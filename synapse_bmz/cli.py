@@ -249,7 +249,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"synapse-bmz: stopped by {why}{hint}", file=sys.stderr)
         return 143 if why == "SIGTERM" else 130
     except SynapseBmzError as e:
-        print(f"synapse-bmz: error: {e}", file=sys.stderr)
+        print("synapse-bmz: error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     finally:
         for sig, handler in previous.items():

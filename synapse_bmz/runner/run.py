@@ -213,7 +213,9 @@ class _Progress:
     """A tqdm bar per stage, fed by the API's progress events."""
 
     def __init__(self, enabled: bool, label: str):
-        self.enabled, self.label, self.bar, self.stage = enabled, label, None, None
+        # bars only on a terminal: logs and pipes get the one summary line per input
+        self.enabled = enabled and sys.stderr.isatty()
+        self.label, self.bar, self.stage = label, None, None
 
     def __call__(self, event) -> None:
         if not self.enabled:
