@@ -72,6 +72,22 @@ def test_zip_with_path_traversal_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "escaped.txt").exists()
 
 
+def test_failed_extractions_do_not_grow_the_package_cache(tmp_path, monkeypatch):
+    """Every failed load of a broken zip used to leave a `.tmp-<pid>` tree in the cache."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SYNAPSE_BMZ_CACHE", str(cache))
+    z = tmp_path / "evil.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("rdf.yaml", "type: model")
+        zf.writestr("../escaped.txt", "x")
+    stale = cache / "packages" / "0123456789abcdef.tmp-999999999"  # a killed extraction's leftover
+    stale.mkdir(parents=True)
+    for _ in range(3):
+        with pytest.raises(ModelError):
+            load_model(z)
+    assert list((cache / "packages").iterdir()) == []
+
+
 def test_altered_weights_are_refused(tiny_package_2d, tmp_path):
     pkg = tmp_path / "pkg"
     shutil.copytree(tiny_package_2d, pkg)

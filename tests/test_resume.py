@@ -136,6 +136,8 @@ def test_folder_run_reports_every_failure_and_skip_existing_continues(tiny_packa
     (["--device", "cuda"], "--device"),
     (["--cluster", "local:0"], "--cluster"),
     (["--cluster", "nowhere"], "--cluster"),
+    (["--cluster", "slurm:2"], "--cluster"),  # no sbatch on this machine
+    (["--halo", "49,49"], "--halo"),  # off the network's pooling grid
 ])
 def test_bad_run_options_are_one_line_errors(tiny_package_2d, em_stack, tmp_path, args, option):
     import torch

@@ -205,6 +205,11 @@ def make_executor(cluster: Optional[str] = None, *, threads_per_worker: int = 1,
                 from dask_jobqueue import SLURMCluster
             except ImportError:
                 raise OptionError("--cluster", "slurm needs dask-jobqueue: pip install 'synapse-bmz[dask]'") from None
+            import shutil
+
+            if shutil.which("sbatch") is None:
+                raise OptionError("--cluster", "slurm: sbatch not found; run on a SLURM login node "
+                                               "(or start a scheduler there and pass tcp://ADDRESS)")
             kw = {"memory": memory_limit} if memory_limit is not None else {}
             try:
                 owned = SLURMCluster(processes=1, cores=threads_per_worker, **kw)

@@ -76,6 +76,11 @@ def check_tile_options(session: ModelSession, tile, halo, batch_size):
         halo = tuple(int(h) for h in halo)
         if len(halo) != nd:
             raise OptionError("--halo", f"{','.join(map(str, halo))} needs {nd} values ({axes}) for model {session.model.name}")
+        grid = [st if st else 1 for st in lay.step]
+        if any(h % g for h, g in zip(halo, grid)):
+            raise OptionError("--halo", f"{','.join(map(str, halo))} must be a multiple of {','.join(map(str, grid))} "
+                                        f"({axes}), the network's size step: tiles off its pooling grid never "
+                                        "reproduce the untiled result")
         if any(h < m for h, m in zip(halo, lay.halo)):
             raise OptionError("--halo", f"{','.join(map(str, halo))} is below model {session.model.name}'s minimum "
                                         f"{','.join(map(str, lay.halo))} ({axes}); tiles would differ from the untiled result")

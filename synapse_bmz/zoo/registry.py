@@ -91,6 +91,43 @@ def safe_extract(zip_path: Path, dest: Path) -> None:
         zf.extractall(dest)
 
 
+def _extract_into_cache(zip_path: Path, dest: Path) -> None:
+    """Extract beside ``dest`` under a per-process name, then rename; never leave a partial tree.
+
+    Leftovers of extractions killed earlier (their process is gone) are removed first,
+    so failed or interrupted extractions do not make the cache grow.
+    """
+    import shutil
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob("*.tmp-*"):
+        pid = stale.name.rpartition(".tmp-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    if dest.exists():  # a tree without an RDF: a broken earlier cache entry
+        shutil.rmtree(dest, ignore_errors=True)
+    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        safe_extract(zip_path, tmp)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another process extracted the same package first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def resolve_package(source: str | Path) -> Path:
     """Turn a package name, folder, zip or RDF path into the path of its RDF.
 
@@ -113,9 +150,7 @@ def resolve_package(source: str | Path) -> Path:
             digest = sha256_file(p)
             dest = cache_dir() / "packages" / digest[:16]
             if _rdf_in(dest) is None:
-                tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
-                safe_extract(p, tmp)
-                tmp.replace(dest) if not dest.exists() else None
+                _extract_into_cache(p, dest)
         except zipfile.BadZipFile as e:
             raise ModelError(f"{p}: not a valid zip package: {e}") from None
         rdf = _rdf_in(dest)
