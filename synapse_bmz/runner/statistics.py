@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from postprocessing.blocks import BlockGrid
+
 from ..errors import InputError
 
 
@@ -45,8 +47,8 @@ def volume_statistics(data, path: str, *, slab_voxels: int = 1 << 24) -> VolumeS
     n, mean, m2 = 0, 0.0, 0.0
     vmin, vmax = np.inf, -np.inf
     sub = []
-    for z0 in range(0, shape[0], rows):
-        raw_block = np.asarray(data[z0:z0 + rows])
+    for slab in BlockGrid(shape, (rows,) + tuple(shape[1:])):
+        raw_block = np.asarray(data[slab.write])
         if raw_block.dtype in (np.uint8, np.uint16):
             # EM is mostly 8/16-bit: exact moments from the histogram, no float copy
             counts = np.bincount(raw_block.ravel())
