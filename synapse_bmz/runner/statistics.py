@@ -64,7 +64,7 @@ def volume_statistics(data, path: str, *, slab_voxels: int = 1 << 24) -> VolumeS
         block = raw_block.astype(np.float64)
         if not np.isfinite(block).all():
             bad = np.argwhere(~np.isfinite(block))[0]
-            bad[0] += z0
+            bad[0] += slab.write[0].start
             raise InputError(path, f"contains NaN or infinite voxels (first at index {tuple(int(b) for b in bad)})")
         nb, mb = block.size, float(block.mean())
         m2b = float(np.square(block - mb).sum())
