@@ -59,6 +59,17 @@ def make_plan(session: ModelSession, volume_shape: Sequence[int], *, device: str
     )
 
 
+def pooling_grid(session: ModelSession) -> tuple:
+    """Multiples tile starts must keep per model spatial axis: the U-Net's pooling product,
+    or the input's size step for other architectures."""
+    from ..packaging.halo import architecture_kwargs, unet_context
+
+    kwargs = architecture_kwargs(session.model.descr)
+    if kwargs is not None:
+        return tuple(int(d) for d in unet_context(kwargs).divisibility)
+    return tuple(st if st else 1 for st in session.layout.step)
+
+
 def check_tile_options(session: ModelSession, tile, halo, batch_size):
     """Validate ``--tile``/``--halo``/``--batch-size`` against the model; one-line errors.
 
@@ -76,14 +87,14 @@ def check_tile_options(session: ModelSession, tile, halo, batch_size):
         halo = tuple(int(h) for h in halo)
         if len(halo) != nd:
             raise OptionError("--halo", f"{','.join(map(str, halo))} needs {nd} values ({axes}) for model {session.model.name}")
-        grid = [st if st else 1 for st in lay.step]
-        if any(h % g for h, g in zip(halo, grid)):
-            raise OptionError("--halo", f"{','.join(map(str, halo))} must be a multiple of {','.join(map(str, grid))} "
-                                        f"({axes}), the network's size step: tiles off its pooling grid never "
-                                        "reproduce the untiled result")
         if any(h < m for h, m in zip(halo, lay.halo)):
             raise OptionError("--halo", f"{','.join(map(str, halo))} is below model {session.model.name}'s minimum "
                                         f"{','.join(map(str, lay.halo))} ({axes}); tiles would differ from the untiled result")
+        grid = pooling_grid(session)
+        if any(h % g for h, g in zip(halo, grid)):
+            raise OptionError("--halo", f"{','.join(map(str, halo))} must be a multiple of {','.join(map(str, grid))} "
+                                        f"({axes}), the network's pooling grid: tiles off it never reproduce "
+                                        "the untiled result")
     use_halo = halo if halo is not None else lay.halo
     if tile is not None:
         tile = tuple(int(t) for t in tile)
