@@ -187,3 +187,20 @@ def test_segment_table_has_units(tiny_package_2d, stack):
     assert res.labels.shape == stack.shape and res.labels.dtype == np.uint32
     assert {"label", "section", "centroid_z_nm", "area_nm2"} <= set(res.table.columns)
     assert res.n_objects == len(res.table)
+
+
+def test_recipe_context_is_in_nm_and_a_package_may_raise_it():
+    from postprocessing.blockwise import recipe_grid
+    from postprocessing.recipes import recipe_context_nm
+    from synapse_bmz.zoo.config import PostprocessingSpec
+
+    assert recipe_context_nm("ribbon", {}) == 520.0  # contact + membrane distance
+    grid = recipe_grid("clefts", {}, (20, 200, 200), (40.0, 4.0, 4.0), (10, 100, 100))
+    assert grid.context == ((25, 25), (250, 250), (250, 250))  # 1000 nm
+    stack = recipe_grid("vesicles", {"vesicle_radius_nm": 10}, (3, 64, 64), (5.0, 5.0), (1, 32, 32))
+    assert stack.context == ((0, 0), (32, 32), (32, 32))  # 2D recipe on a stack: sections independent
+    spec = PostprocessingSpec(recipe="clefts", context_nm=2000.0)
+    grid = recipe_grid(spec.recipe, spec.params, (20, 200, 200), (40.0, 4.0, 4.0), (10, 100, 100), spec.context_nm)
+    assert grid.context[0] == (50, 50)
+    with pytest.raises(KeyError, match="unknown recipe"):
+        recipe_context_nm("nope")

@@ -27,6 +27,9 @@ class PostprocessingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     recipe: str
     params: Dict[str, Any] = Field(default_factory=dict)
+    #: Context (nm) block-wise postprocessing reads around each block; default: the
+    #: recipe's own (`postprocessing.recipes.recipe_context_nm`). Raise it for larger objects.
+    context_nm: Optional[float] = Field(default=None, gt=0)
 
 
 class SynapseBmzConfig(BaseModel):
