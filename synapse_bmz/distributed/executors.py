@@ -39,6 +39,25 @@ class BlockJob(Protocol):
     def describe(self, block_ids: Sequence[int]) -> str: ...
 
 
+def limit_threads(n: int) -> None:
+    """Use at most ``n`` compute threads in this process: torch's, and zarr's codec pool.
+
+    A worker meant to use one core must not decompress chunks on all of them,
+    or workers oversubscribe the node (and one worker looks faster than one core).
+    """
+    import torch
+    import zarr
+
+    torch.set_num_threads(n)
+    zarr.config.set({"threading.max_workers": n})
+    try:
+        from numcodecs import blosc
+
+        blosc.set_nthreads(n)
+    except ImportError:  # pragma: no cover - numcodecs comes with zarr
+        pass
+
+
 def _short(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}".strip()
     return text.splitlines()[0] if text else type(error).__name__

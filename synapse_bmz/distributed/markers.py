@@ -9,7 +9,6 @@ which later stages read back without recomputing the block.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Dict, Optional, Set
 
@@ -36,12 +35,16 @@ class DoneMarkers:
 
     def mark(self, block_id: int, payload: Optional[np.ndarray] = None) -> None:
         """Record block ``block_id`` as finished (atomically: temp file, then rename)."""
+        from analysis._atomic import write_atomic
+
         self.folder.mkdir(parents=True, exist_ok=True)
-        final = self.folder / f"{int(block_id)}.npy"
-        tmp = self.folder / f".{int(block_id)}.npy.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            np.save(f, np.zeros(0, np.int64) if payload is None else np.asarray(payload))
-        os.replace(tmp, final)
+        data = np.zeros(0, np.int64) if payload is None else np.asarray(payload)
+
+        def save(tmp):
+            with open(tmp, "wb") as f:
+                np.save(f, data)
+
+        write_atomic(self.folder / f"{int(block_id)}.npy", save)
 
     def done(self) -> Set[int]:
         """Ids of the finished blocks."""

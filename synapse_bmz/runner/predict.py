@@ -164,9 +164,9 @@ class PredictJob:
 
     def setup(self):
         if self.threads:
-            import torch
+            from ..distributed.executors import limit_threads
 
-            torch.set_num_threads(int(self.threads))
+            limit_threads(int(self.threads))
         session = self.session
         if session is None:
             from ..zoo.registry import load_model
