@@ -103,6 +103,9 @@ for key in find-links extra-index-url index-url default-timeout; do
     echo "$key = $value" >> "$pipconf"
     for item in $value; do
         path=${item#file://}
+        path=${path%/}
+        # a local index's pages point at files beside simple/: mount its parent
+        [ "${path##*/}" = simple ] && path=${path%/simple}
         case "$path" in
             /*) [ -d "$path" ] && mounts+=(-v "$path:$path:ro") ;;
         esac
