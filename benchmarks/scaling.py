@@ -3,8 +3,8 @@ than a worker's memory, plus a killed-and-resumed run.
 
     python benchmarks/scaling.py [--quick] [--out PATH]
 
-A small 3D package (`benchmarks/nets/separable.py`: three 3-tap convolutions,
-halo 1) is built in a temporary folder, so the engine (reading, normalising,
+A small 3D package (`benchmarks/nets/separable.py`: three 3-tap convolutions;
+its measured halo is 2) is built in a temporary folder, so the engine (reading, normalising,
 scheduling, writing zarr) rather than the network dominates. The input is an
 OME-Zarr volume of float32 texture generated chunk by chunk with dask (never
 whole in memory). Both runs read it with `synapse_bmz.api.predict` on a

@@ -1,6 +1,6 @@
 """A deliberately small 3D network for engine benchmarks: three 3-tap convolutions
-(z, y, x) and a sigmoid. Its receptive field is 3 voxels per axis (halo 1), so
-tiling must still be exact, while the engine (IO, scheduling), not the
+(z, y, x) and a sigmoid. Its receptive field is 3 voxels per axis (measured halo 2,
+on the pooling-free grid), so tiling must still be exact, while the engine (IO, scheduling), not the
 network, dominates the time. Imports only torch (shipped as architecture)."""
 
 import torch
