@@ -379,7 +379,7 @@ def _recipe_of(model, recipe, params):
     """(recipe name, params, context_nm, model spatial ndim or None) from a model or a recipe name."""
     cfg_params, context, nd = {}, None, None
     if recipe is None:
-        session = load_session(model) if not hasattr(model, "layout") else model
+        session = load_session(model)
         cfg = session.model.config
         if cfg is None or cfg.postprocessing is None:
             raise OptionError("model", f"{session.model.name} has no postprocessing recipe "

@@ -61,13 +61,17 @@ def tiny_package_3d(tmp_path_factory) -> Path:
 @pytest.fixture
 def em_stack(tmp_path) -> Path:
     """A 4 x 96 x 128 uint8 ImageJ TIFF with 5 nm voxels and blob-like texture."""
+    return write_em_stack(tmp_path / "stack.tif", (4, 96, 128), seed=1, sigma_px=3)
+
+
+def write_em_stack(path: Path, shape, *, seed: int, sigma_px: float) -> Path:
+    """Write a uint8 ImageJ TIFF stack with 5 nm voxels: noise smoothed in-plane by ``sigma_px``."""
     import tifffile
     from scipy import ndimage as ndi
 
-    rng = np.random.default_rng(1)
-    img = ndi.gaussian_filter(rng.normal(size=(4, 96, 128)), (0, 3, 3))
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(rng.normal(size=shape), (0, sigma_px, sigma_px))
     img = ((img - img.min()) / np.ptp(img) * 255).astype(np.uint8)
-    path = tmp_path / "stack.tif"
     tifffile.imwrite(path, img, imagej=True, resolution=(1 / 5.0, 1 / 5.0),
                      metadata={"spacing": 5.0, "unit": "nm", "axes": "ZYX"})
     return path

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from conftest import write_em_stack
 
 distributed = pytest.importorskip("distributed")
 
@@ -25,15 +26,7 @@ from synapse_bmz.distributed import DaskExecutor, DoneMarkers, make_executor  # 
 
 @pytest.fixture
 def stack_file(tmp_path):
-    from scipy import ndimage as ndi
-
-    rng = np.random.default_rng(3)
-    img = ndi.gaussian_filter(rng.normal(size=(8, 160, 160)), (0, 2, 2))
-    img = ((img - img.min()) / np.ptp(img) * 255).astype(np.uint8)
-    path = tmp_path / "vol.tif"
-    tifffile.imwrite(path, img, imagej=True, resolution=(1 / 5.0, 1 / 5.0),
-                     metadata={"spacing": 5.0, "unit": "nm", "axes": "ZYX"})
-    return path
+    return write_em_stack(tmp_path / "vol.tif", (8, 160, 160), seed=3, sigma_px=2)
 
 
 def test_cli_cluster_run_is_bit_identical_to_serial(tmp_path):

@@ -20,9 +20,9 @@ def test_block_grid_partitions_and_ids_are_deterministic():
     for i, block in enumerate(grid):
         assert block.id == i and grid[i] == block
         seen[block.write] += 1
-        for w, r, (lo, hi), n in zip(block.write, block.read, grid.context, grid.shape):
+        for w, r, (lo, hi), n, b in zip(block.write, block.read, grid.context, grid.shape, grid.block_shape):
             assert r.start == max(w.start - lo, 0) and r.stop == min(w.stop + hi, n)
-            assert w.start % grid.block_shape[grid.shape.index(n)] == 0
+            assert w.start % b == 0
     assert (seen == 1).all()
     assert len(BlockGrid((10, 23, 17), (4, 8, 8), 1)) == len(grid) == 3 * 3 * 3
     with pytest.raises(ValueError, match="block_shape"):

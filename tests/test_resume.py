@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from conftest import write_em_stack
 
 
 def _cli(*args, **kw):
@@ -25,15 +26,7 @@ def _cli(*args, **kw):
 @pytest.fixture
 def big_stack(tmp_path) -> Path:
     """12 x 192 x 192 uint8 stack at 5 nm: with 48 px tiles, 432 single-tile blocks."""
-    from scipy import ndimage as ndi
-
-    rng = np.random.default_rng(2)
-    img = ndi.gaussian_filter(rng.normal(size=(12, 192, 192)), (0, 2, 2))
-    img = ((img - img.min()) / np.ptp(img) * 255).astype(np.uint8)
-    path = tmp_path / "big.tif"
-    tifffile.imwrite(path, img, imagej=True, resolution=(1 / 5.0, 1 / 5.0),
-                     metadata={"spacing": 5.0, "unit": "nm", "axes": "ZYX"})
-    return path
+    return write_em_stack(tmp_path / "big.tif", (12, 192, 192), seed=2, sigma_px=2)
 
 
 RUN = ["--tile", "48,48", "--batch-size", "1", "--quiet", "--max-in-memory-voxels", "0"]

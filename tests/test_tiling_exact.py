@@ -72,13 +72,17 @@ def test_all_packages_are_covered():
     assert repo <= set(ALL), f"add {sorted(repo - set(ALL))} to tests/test_tiling_exact.py"
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_package_halo_is_recorded_and_on_the_pooling_grid(name):
+def _model_and_context(source):
+    """A package and its U-Net's receptive field / pooling grid (`unet_context`)."""
     from synapse_bmz.zoo.registry import load_model
 
-    model = load_model(name)
-    kwargs = dict(model.descr.weights.pytorch_state_dict.architecture.kwargs)
-    ctx = unet_context(kwargs)
+    model = load_model(source)
+    return model, unet_context(dict(model.descr.weights.pytorch_state_dict.architecture.kwargs))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_package_halo_is_recorded_and_on_the_pooling_grid(name):
+    model, ctx = _model_and_context(name)
     cfg = model.config
     assert cfg.receptive_field == list(ctx.receptive_field)
     assert all(h % d == 0 for h, d in zip(cfg.halo, ctx.divisibility)), (cfg.halo, ctx.divisibility)
@@ -217,11 +221,7 @@ def test_cut_reach_is_exactly_where_a_cut_stops_mattering(kwargs):
 
 
 def test_built_package_gets_the_measured_halo(tiny_package_2d):
-    from synapse_bmz.zoo.registry import load_model
-
-    model = load_model(tiny_package_2d)
-    kwargs = dict(model.descr.weights.pytorch_state_dict.architecture.kwargs)
-    ctx = unet_context(kwargs)
+    model, ctx = _model_and_context(tiny_package_2d)
     cfg = model.config
     assert cfg.receptive_field == list(ctx.receptive_field)
     assert all(h % d == 0 and 0 < h <= b for h, d, b in zip(cfg.halo, ctx.divisibility, ctx.aligned_bound))

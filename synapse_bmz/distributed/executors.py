@@ -77,12 +77,9 @@ class SerialExecutor:
 
     def __init__(self, retries: int = 1):
         self.retries = retries
-        self._states: dict = {}
 
     def run(self, job: BlockJob, groups: Sequence[Group]) -> Iterator[Tuple[Group, Any]]:
-        if job.key not in self._states:
-            self._states[job.key] = job.setup()
-        state = self._states[job.key]
+        state = job.setup()
         failures = []
         for group in groups:
             for attempt in range(self.retries + 1):
@@ -100,7 +97,7 @@ class SerialExecutor:
             raise BlockFailure(job.key.split("-")[0], failures)
 
     def close(self) -> None:
-        self._states.clear()
+        pass
 
 
 class DaskExecutor:

@@ -7,6 +7,7 @@ output location is an :class:`~synapse_bmz.errors.OutputError`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,19 @@ from analysis import _atomic
 from analysis._atomic import AtomicWriteError, remove_path
 from synapse_bmz.errors import OutputError
 
-__all__ = ["atomic_output", "check_writable_dir", "remove_path", "write_atomic"]
+__all__ = ["atomic_output", "check_writable_dir", "process_alive", "remove_path", "write_atomic"]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs: leftovers (temporary names, locks) of a dead
+    writer may be removed, a live one's not."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # no such process (or no such pid at all)
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def check_writable_dir(path: str | Path) -> Path:

@@ -8,7 +8,6 @@ array on disk, chunked like the tiles' write regions), then marked done.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import OptionError, OutputError, SynapseBmzError
+from ..io.atomic import process_alive
 from ..zoo.registry import LoadedModel, load_model
 
 LABEL_FORMATS = ("tif", "zarr", "mrc", "h5", "npy")
@@ -113,16 +114,6 @@ def partial_dir_for(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}{PARTIAL_SUFFIX}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clean_leftovers(out_dir: Path) -> None:
     """Remove hidden temporaries of earlier, killed writes of ``out_dir`` (``.NAME.tmp-*``, ``.NAME.old-*``)."""
     for p in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
@@ -170,7 +161,7 @@ def _prepare_partial(out_dir: Path, fingerprint: dict, resume: bool) -> tuple:
                 pid = int(lock.read_text().strip() or 0)
             except ValueError:
                 pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid):
+            if pid and pid != os.getpid() and process_alive(pid):
                 raise OutputError(f"{partial}: another run (pid {pid}) is writing this output")
         previous = None
         try:

@@ -99,10 +99,12 @@ def _extract_into_cache(zip_path: Path, dest: Path) -> None:
     """
     import shutil
 
+    from ..io.atomic import process_alive
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     for stale in dest.parent.glob("*.tmp-*"):
         pid = stale.name.rpartition(".tmp-")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     if dest.exists():  # a tree without an RDF: a broken earlier cache entry
         shutil.rmtree(dest, ignore_errors=True)
@@ -116,16 +118,6 @@ def _extract_into_cache(zip_path: Path, dest: Path) -> None:
             pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def resolve_package(source: str | Path) -> Path:
