@@ -58,6 +58,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-in-memory-voxels", type=int,
                    help="postprocess predictions above this many voxels block by block (default 2^28)")
 
+    r.add_argument("--server", metavar="URL", help="send the jobs to a `synapse-bmz serve` server instead of running here; "
+                   "outputs are downloaded into the same folders")
+    r.add_argument("--token-file", type=Path, help="with --server: file whose first token is used "
+                   "(default: $SYNAPSE_BMZ_TOKEN)")
+
+    s = sub.add_parser("serve", help="serve every model package behind an authenticated HTTP job API")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--models", type=Path, help="folder of packages to serve (default: the shipped packages)")
+    s.add_argument("--data-root", type=Path, help="folder whose files jobs may name by relative path (default: uploads only)")
+    s.add_argument("--state", type=Path, default=Path("synapse-bmz-state"),
+                   help="jobs database and job files (default ./synapse-bmz-state)")
+    s.add_argument("--token-file", type=Path, help="'USER TOKEN' lines (default: STATE/tokens, created with one token)")
+    s.add_argument("--workers", type=int, help="worker processes (default: one per GPU, else 1)")
+    s.add_argument("--device", help="cpu, cuda or cuda:N for all workers (default: one GPU each if present)")
+    s.add_argument("--threads-per-worker", type=int, help="CPU threads per worker (default: cores / workers)")
+    s.add_argument("--cluster", metavar="local[:N]|slurm[:N]|tcp://ADDRESS",
+                   help="run each job's blocks on dask.distributed (as `run --cluster`)")
+    s.add_argument("--model-cache", type=int, default=4, help="models kept loaded per worker (default 4)")
+    s.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest accepted request body (default 1024 MB)")
+    s.add_argument("--retention-hours", type=float, default=168.0, help="finished jobs' outputs are kept this long (default 168)")
+    s.add_argument("--allow-package-upload", action="store_true", help="accept package zips at POST /models (sha256-checked)")
+
     k = sub.add_parser("package", help="build a bioimage.io package from a training config's run, or test one")
     k.add_argument("action", choices=["test"], help="`test`: run bioimageio.core's test for every weight format")
     k.add_argument("package", help="package name, folder, .zip or rdf.yaml")
@@ -113,6 +136,22 @@ def cmd_models() -> int:
     return 0
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    try:
+        from .serve.server import build_config, serve
+    except ImportError as e:
+        from .errors import OptionError
+
+        raise OptionError("serve", f"needs the serve extra: pip install 'synapse-bmz[serve]' ({e.name} is missing)") from None
+    if a.threads_per_worker is not None and a.threads_per_worker < 1:
+        from .errors import OptionError
+
+        raise OptionError("--threads-per-worker", f"{a.threads_per_worker} must be a positive integer")
+    cfg, token_file = build_config(a.models, a.state, a.token_file, a.data_root, a.max_upload_mb, a.retention_hours,
+                                   a.allow_package_upload, a.workers, a.device, a.cluster, a.model_cache)
+    return serve(cfg, a.host, a.port, token_file, a.threads_per_worker)
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from .runner.run import RunFailure, RunOptions, iter_run
 
@@ -126,9 +165,19 @@ def cmd_run(a: argparse.Namespace) -> int:
                       resume=a.resume, skip_existing=a.skip_existing, cluster=a.cluster,
                       worker_memory=a.worker_memory, threads_per_worker=a.threads_per_worker,
                       in_memory_voxels=a.max_in_memory_voxels)
+    if a.server:
+        from .client import iter_remote_run
+
+        results = iter_remote_run(a.server, a.token_file, a.model, a.inputs, a.output, opts)
+    else:
+        if a.token_file:
+            from .errors import OptionError
+
+            raise OptionError("--token-file", "only used with --server")
+        results = iter_run(a.model, a.inputs, a.output, opts)
     failures = []
     n_ok = 0
-    for res in iter_run(a.model, a.inputs, a.output, opts):
+    for res in results:
         if isinstance(res, RunFailure):
             failures.append(res)
             print(f"synapse-bmz: error: {res.message}", file=sys.stderr, flush=True)
@@ -233,6 +282,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_models()
         if a.command == "run":
             return cmd_run(a)
+        if a.command == "serve":
+            return cmd_serve(a)
         if a.command == "package":
             return cmd_package(a)
         if a.command == "analyze":

@@ -227,15 +227,23 @@ class _Progress:
 
 
 def _drive(gen, progress: Callable) -> object:
-    while True:
-        try:
-            progress(next(gen))
-        except StopIteration as stop:
-            return stop.value
+    try:
+        while True:
+            try:
+                progress(next(gen))
+            except StopIteration as stop:
+                return stop.value
+    finally:
+        gen.close()  # a raising callback (cancel) stops the generator's work now, not at garbage collection
 
 
-def run_one(session, input_path: str, out_root: Path, options: RunOptions, executor=None) -> RunResult:
-    """Run one input through the session into ``OUT/NAME/`` (see the module docstring)."""
+def run_one(session, input_path: str, out_root: Path, options: RunOptions, executor=None,
+            on_event: Optional[Callable] = None) -> RunResult:
+    """Run one input through the session into ``OUT/NAME/`` (see the module docstring).
+
+    ``on_event`` receives every `api.ProgressEvent` (the service records them;
+    raising from it, e.g. `Cancelled`, stops the run and keeps finished blocks).
+    """
     from .. import api
     from ..distributed.markers import DoneMarkers
 
@@ -255,7 +263,14 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
     source = api.FileInput(str(input_path), tuple(options.voxel_size_nm) if options.voxel_size_nm else None)
     volume = source.volume()  # reads the header now, so a bad input fails before any folder is made
     partial, resumed = _prepare_partial(out_dir, _fingerprint(model, input_path, options), options.resume)
-    progress = _Progress(options.progress, out_dir.name)
+    bar = _Progress(options.progress, out_dir.name)
+
+    def progress(event):
+        bar(event)
+        if on_event is not None:
+            on_event(event)
+
+    progress.close = bar.close
     markers_root = partial / "blocks"
     try:
         t0 = time.perf_counter()

@@ -2,32 +2,49 @@
 
 from __future__ import annotations
 
-from typing import List
+from pathlib import Path
+from typing import Dict, List, Optional
 
 from ..errors import ModelError
 
 
-def models_rows() -> List[dict]:
-    """One row per installed package: name, task, axes, voxel size, weight formats, channels."""
-    from .registry import available_packages, load_model
+def model_summary(name: str, rdf) -> dict:
+    """A package in JSON terms: name, task, axes, voxel size (nm, list), weight formats, channels.
+
+    An invalid package gets ``task: "INVALID"`` and the one-line reason in ``error``.
+    """
+    from .registry import load_model
+
+    try:
+        m = load_model(rdf)
+    except ModelError as e:
+        return {"name": name, "task": "INVALID", "axes": "", "voxel_size_nm": None, "weight_formats": [],
+                "channels": [], "error": str(e)}
+    cfg = m.config
+    return {
+        "name": name,
+        "task": cfg.task if cfg else "(prediction only)",
+        "axes": "".join(str(a.id)[0] for a in m.descr.inputs[0].axes),
+        "voxel_size_nm": [float(v) for v in cfg.voxel_size_nm] if cfg else None,
+        "weight_formats": sorted(m.weights_sha256),
+        "channels": list(cfg.channels) if cfg else [],
+        "error": None,
+    }
+
+
+def models_rows(packages: Optional[Dict[str, Path]] = None) -> List[dict]:
+    """One row of strings per package (default: every installed package) for the table."""
+    from .registry import available_packages
 
     rows = []
-    for name, rdf in available_packages().items():
-        try:
-            m = load_model(rdf)
-        except ModelError as e:
-            rows.append({"name": name, "task": "INVALID", "axes": "", "voxel_size_nm": "",
-                         "weights": "", "channels": str(e)[:60]})
-            continue
-        axes = "".join(str(a.id)[0] for a in m.descr.inputs[0].axes)
-        cfg = m.config
+    for name, rdf in (available_packages() if packages is None else packages).items():
+        s = model_summary(name, rdf)
         rows.append({
-            "name": name,
-            "task": cfg.task if cfg else "(prediction only)",
-            "axes": axes,
-            "voxel_size_nm": " x ".join(f"{v:g}" for v in cfg.voxel_size_nm) if cfg else "?",
-            "weights": ", ".join(sorted(m.weights_sha256)),
-            "channels": ", ".join(cfg.channels) if cfg else "",
+            "name": name, "task": s["task"], "axes": s["axes"],
+            "voxel_size_nm": " x ".join(f"{v:g}" for v in s["voxel_size_nm"]) if s["voxel_size_nm"] else
+            ("" if s["error"] else "?"),
+            "weights": ", ".join(s["weight_formats"]),
+            "channels": s["error"][:60] if s["error"] else ", ".join(s["channels"]),
         })
     return rows
 
