@@ -14,11 +14,15 @@ active_zone     (active zone,)                              segment_active_zone
 clefts          (cleft,)                                    segment_clefts
 compartments    (boundary,)                                 segment_compartments
 ribbon          (ribbon, presynaptic density, membrane)     segment_ribbon
+synful_partners (post_synaptic, vector z, y, x in nm)       partners.partner_sites_labels
+polarity_partn. (pre_synaptic, post_synaptic, synapse)      partners.partner_sites_labels
 ==============  ==========================================  =================
 
 ``ribbon`` returns one volume with ribbon = 1, presynaptic density = 2,
-membrane = 3. Parameters are the keyword arguments of the functions (sizes
-in nm); array-valued options (e.g. ``vesicles=`` for ribbon) are only
+membrane = 3. The two partner recipes label the post-synaptic sites; their
+partner table (pre-site, post-site in nm) comes from
+``partners.extract_partners`` with the same name and parameters. Parameters
+are the keyword arguments of the functions (sizes in nm); array-valued options (e.g. ``vesicles=`` for ribbon) are only
 available through the functions.
 """
 
@@ -32,6 +36,7 @@ from .active_zone import segment_active_zone
 from .clefts import segment_clefts
 from .compartments import segment_compartments
 from .mitochondria import segment_mitochondria
+from .partners import partner_context_nm, partner_sites_labels
 from .ribbon import segment_ribbon
 from .vesicles import segment_vesicles
 
@@ -45,6 +50,10 @@ CHANNELS: dict[str, tuple[str, ...]] = {
     "clefts": ("cleft",),
     "compartments": ("boundary",),
     "ribbon": ("ribbon", "presynaptic_density", "membrane"),
+    # the site labels need only the post-synaptic channel; the partner table needs all of
+    # `partners.PARTNER_CHANNELS`
+    "synful_partners": ("post_synaptic",),
+    "polarity_partners": ("pre_synaptic", "post_synaptic"),
 }
 
 
@@ -80,6 +89,10 @@ RECIPES: dict[str, Callable[..., np.ndarray]] = {
     "clefts": _clefts,
     "compartments": _compartments,
     "ribbon": _ribbon,
+    "synful_partners": lambda prediction, voxel_size_nm, **params: partner_sites_labels(
+        prediction, voxel_size_nm, 0, **params),
+    "polarity_partners": lambda prediction, voxel_size_nm, **params: partner_sites_labels(
+        prediction, voxel_size_nm, 1, **params),
 }
 
 
@@ -100,6 +113,9 @@ CONTEXT_NM: dict[str, Callable[[dict], float]] = {
     "compartments": lambda p: 1500.0,
     # the ribbon's distance-limited steps (its components are stitched exactly)
     "ribbon": lambda p: float(p.get("contact_distance_nm", 20.0)) + float(p.get("membrane_distance_nm", 500.0)),
+    # post-synaptic site components (and the partner table's context, `partners.partner_context_nm`)
+    "synful_partners": lambda p: partner_context_nm("synful_partners", p),
+    "polarity_partners": lambda p: partner_context_nm("polarity_partners", p),
 }
 
 
