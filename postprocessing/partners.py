@@ -66,13 +66,14 @@ def _choice(value: str, allowed: Sequence[str], name: str) -> str:
     return value
 
 
-def _ellipsoid(radius_nm: float, voxel: Sequence[float]) -> np.ndarray:
-    """Boolean ball of ``radius_nm`` on the (anisotropic) voxel grid; radius 0 voxels along
-    an axis (z of ssTEM for a small radius) keeps the ball in-plane."""
-    r = [int(np.floor(radius_nm / v + 1e-9)) for v in voxel]
+def _ellipsoid(radius_nm, voxel: Sequence[float]) -> np.ndarray:
+    """Boolean ellipsoid of ``radius_nm`` (one value, or one per axis (z, y, x)) on the
+    anisotropic voxel grid; a radius under one voxel along an axis (z of ssTEM) keeps it in-plane."""
+    radii = np.broadcast_to(np.asarray(radius_nm, float), (len(voxel),))
+    r = [int(np.floor(rad / v + 1e-9)) for rad, v in zip(radii, voxel)]
     grids = np.ogrid[tuple(slice(-k, k + 1) for k in r)]
-    dist2 = sum((g * v) ** 2 for g, v in zip(grids, voxel))
-    return dist2 <= radius_nm ** 2 + 1e-9
+    dist2 = sum(((g * v) / max(rad, 1e-9)) ** 2 for g, v, rad in zip(grids, voxel, radii))
+    return dist2 <= 1.0 + 1e-9
 
 
 def _first_per_label(labels_flat: np.ndarray, idx: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
@@ -349,7 +350,7 @@ def _polarity_core(pre, post, union, voxel, origin, volume_shape, *, threshold, 
         keep = count * vox_vol >= min_volume_nm3
         sites.append((site[keep], pos[keep], value[keep], count[keep] * vox_vol))
     region = (union > union_threshold) | (pre > threshold) | (post > threshold)
-    if dilation_nm > 0:
+    if np.max(dilation_nm) > 0:
         region = ndimage.binary_dilation(region, structure=_ellipsoid(dilation_nm, voxel))
     groups, _ = ndimage.label(region, structure=structure)
     (s_pre, p_pre, v_pre, _), (s_post, p_post, v_post, vol_post) = sites
@@ -369,7 +370,7 @@ def polarity_partners(
     *,
     threshold: float = 0.5,
     union_threshold: float = 0.5,
-    dilation_nm: float = 50.0,
+    dilation_nm: float | Sequence[float] = 50.0,
     location: str = "distance_max",
     score: str = "mean",
     min_volume_nm3: float = 0.0,
@@ -394,10 +395,12 @@ def polarity_partners(
         Threshold of the pre and post channels. Default 0.5.
     union_threshold : float, optional
         Threshold of the union channel. Default 0.5.
-    dilation_nm : float, optional
+    dilation_nm : float or sequence of 3 float, optional
         Radius in nm by which the synapse region is grown before pairing
-        (bridges a gap between the pre and post masks across the cleft).
-        Default 50 nm; 0 pairs only components that touch the union.
+        (bridges a gap between the pre and post masks across the cleft),
+        one value or one per axis (z, y, x) (e.g. ``[0, 80, 80]``: in-plane
+        only for ssTEM sections). Default 50 nm; 0 pairs only components
+        that touch the union.
     location : {'distance_max', 'center_of_mass'}, optional
         Site of each component (see :func:`synful_partners`).
     score : {'sum', 'mean', 'max', 'count'}, optional
@@ -475,7 +478,7 @@ PARTNER_RECIPES: dict[str, Callable[..., pd.DataFrame]] = {
 _CONTEXT_NM: dict[str, Callable[[dict], float]] = {
     "synful_partners": lambda p: max(float(p.get("max_extent_nm", 600.0)),
                                      2.0 * float(p.get("nms_radius_nm", 100.0)) if p.get("method") == "nms" else 0.0),
-    "polarity_partners": lambda p: float(p.get("max_extent_nm", 600.0)) + 2.0 * float(p.get("dilation_nm", 50.0)),
+    "polarity_partners": lambda p: float(p.get("max_extent_nm", 600.0)) + 2.0 * float(np.max(p.get("dilation_nm", 50.0))),
 }
 
 _BLOCK_ONLY = ("max_extent_nm",)  # parameters of the block engine, not of the functions
