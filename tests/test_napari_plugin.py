@@ -8,9 +8,9 @@ tests skip, saying so. Screenshots of the viewer with each widget open are
 written under ``tmp_path`` and checked to be non-blank; with
 ``SYNAPSE_BMZ_SCREENSHOTS=DIR`` they are also copied to DIR.
 
-Data are tiny: two 192 x 256 sections of the bundled EPFL crop for the
-2D vesicle network, a 32 x 96 x 96 simulated tomogram (exact labels) for
-the measurements.
+Data are small: the bundled EPFL crop (3 x 384 x 512) or two 192 x 256
+sections of it for the 2D vesicle network, a 32 x 96 x 96 simulated
+tomogram (exact labels) for the 3D network and the measurements.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
 
 from synapse_bmz import api  # noqa: E402
 from synapse_bmz.io import read_volume, write_volume  # noqa: E402
+from synapse_bmz.napari._segmentation import OTHER  # noqa: E402
 
 PLUGIN = "synapse-bmz"
 EPFL = Path(__file__).resolve().parents[1] / "synapse_bmz" / "sample_data" / "epfl_vesicles_crop.tif"
@@ -87,8 +88,7 @@ def gl_display():
 
 def check_screenshot(viewer, path: Path) -> np.ndarray:
     """Save a screenshot of the whole window; fail if it or its canvas is blank."""
-    from napari.utils.notifications import notification_manager  # noqa: F401 - keeps napari's import order
-
+    viewer.reset_view()  # docked widgets shrank the canvas after the data were framed
     window = viewer.screenshot(path=str(path), canvas_only=False, flash=False)
     canvas = viewer.screenshot(canvas_only=True, flash=False)
     assert path.is_file() and path.stat().st_size > 10_000
@@ -249,12 +249,16 @@ def test_sample_data(make_napari_viewer, tmp_path):
     check_screenshot(viewer, tmp_path / "sample_simulated.png")
 
 
-def test_segmentation_widget_end_to_end(make_napari_viewer, qtbot, tmp_path, crop):
-    """Segment the crop from the dock: the layers equal the API's result, scaled in nm, with a table."""
-    image, voxel = crop
+def test_segmentation_widget_end_to_end(make_napari_viewer, qtbot, tmp_path):
+    """Segment the sample crop from the dock: the layers equal the API's result, scaled in nm, with a table."""
     viewer = make_napari_viewer(show=True)
-    viewer.add_image(image, name="EPFL crop", scale=voxel)
+    viewer.window.resize(1500, 900)
+    viewer.open_sample(PLUGIN, "epfl_crop")
+    image = viewer.layers["EPFL crop"].data
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Segmentation")
+    widget.model.value = OTHER
+    widget.package.value = Path(__file__).resolve().parents[1] / "model_packages" / "vesicles_2d" / "rdf.yaml"
+    assert widget.card.value.startswith("vesicles_2d: 2D U-Net") and widget.source.endswith("rdf.yaml")
     widget.model.value = "vesicles_2d"
     assert "vesicles_2d" in widget.card.value and "instance_f1 0.494" in widget.card.value
     assert widget.voxel_size.value == "5, 5, 5"
@@ -268,12 +272,40 @@ def test_segmentation_widget_end_to_end(make_napari_viewer, qtbot, tmp_path, cro
     fg = viewer.layers["vesicles_2d foreground"]
     assert tuple(fg.scale) == (5.0, 5.0, 5.0) and fg.data.shape == image.shape
     labels = viewer.layers["vesicles (vesicles_2d)"]
-    expected = api.segment("vesicles_2d", api.predict("vesicles_2d", image, voxel, device="cpu"))
+    expected = api.segment("vesicles_2d", api.predict("vesicles_2d", image, (5.0, 5.0, 5.0), device="cpu"))
     np.testing.assert_array_equal(np.asarray(labels.data), np.asarray(expected.labels))
-    assert expected.n_objects > 3
+    assert expected.n_objects > 20
     assert list(labels.features["label"]) == list(expected.table["label"])
     assert labels.metadata["synapse_bmz"]["recipe"] == "vesicles"
+    viewer.layers["vesicles_2d foreground"].visible = False
     check_screenshot(viewer, tmp_path / "segmentation.png")
+
+
+def test_segmentation_3d_package_on_its_training_grid(make_napari_viewer, qtbot, simulation):
+    """A 3D package: the voxel size field decides the grid; outputs overlay the input in nm."""
+    viewer = make_napari_viewer()
+    vs = simulation.voxel_size_nm
+    raw = viewer.add_image(simulation.raw, name="tomogram", scale=vs)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Segmentation")
+    widget.model.value, widget.device.value = "vesicles_3d", "cpu"
+    assert widget.voxel_size.value == "1.5, 1.5, 1.5"
+    # said to be 2 nm (the training voxel size): predicted as it is, no resampling
+    widget.voxel_size.value = "2, 2, 2"
+    widget.task.run_button.native.click()
+    wait_done(qtbot, widget.task)
+    labels = viewer.layers["vesicles (vesicles_3d)"]
+    assert labels.data.shape == raw.data.shape and tuple(labels.scale) == (2.0, 2.0, 2.0)
+    assert widget.voxel_size.value == "2, 2, 2"  # the layers the run added did not reset the edit
+
+    # at its true 1.5 nm the tomogram is viewed on the 2 nm training grid
+    widget.voxel_size.value = "1.5, 1.5, 1.5"
+    widget.task.run_button.native.click()
+    wait_done(qtbot, widget.task)
+    fg = viewer.layers["vesicles_3d foreground"]
+    assert tuple(labels.scale) == tuple(fg.scale) == (2.0, 2.0, 2.0)
+    np.testing.assert_allclose(np.array(labels.data.shape) * 2.0, np.array(raw.data.shape) * vs)
+    assert labels.data.max() >= 3 and len(labels.features) == labels.data.max()
+    assert [layer.name for layer in viewer.layers].count("vesicles (vesicles_3d)") == 1
 
 
 def test_segmentation_cancel_mid_run(make_napari_viewer, qtbot):

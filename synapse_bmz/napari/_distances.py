@@ -82,7 +82,7 @@ class DistanceWidget(Container):
             vectors, features = segments_of(table, labels.ndim)
             put_layer(self.viewer, "vectors", vectors, f"distances {layer.name} -> {target}",
                       scale=(1.0,) * labels.ndim, translate=translate, metadata=info, features=features,
-                      edge_width=max(voxel) / 2, edge_color="distance_nm", edge_colormap="plasma",
+                      edge_width=2 * max(voxel), edge_color="distance_nm", edge_colormap="plasma",
                       out_of_slice_display=True, vector_style="line")
 
         self.task.start(distance_work, labels, structure, voxel, self.exclude_crossing.value, on_result=show)

@@ -76,8 +76,10 @@ def put_layer(viewer, kind: str, data, name: str, *, scale: Sequence[float],
     """
     translate = tuple(translate) if translate is not None else (0.0,) * len(scale)
     meta = {META: dict(metadata or {})}
-    if name in viewer.layers and type(viewer.layers[name]).__name__.lower() == kind:
-        layer = viewer.layers[name]
+    # LayerList's `in` compares layer objects, not names
+    same = [layer for layer in viewer.layers if layer.name == name and type(layer).__name__.lower() == kind]
+    if same:
+        layer = same[0]
         layer.data = data
         layer.scale, layer.translate = tuple(scale), translate
         layer.metadata = {**layer.metadata, **meta}

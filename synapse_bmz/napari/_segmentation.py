@@ -111,6 +111,7 @@ class SegmentationWidget(Container):
         self.model = ComboBox(label="model", name="model", choices=[*sorted(available_packages()), OTHER])
         self.package = FileEdit(label="package", name="package", mode="r", filter="*.yaml *.yml *.zip", visible=False)
         self.card = Label(name="card", value="")
+        self.card.native.setWordWrap(True)
         self.voxel_size = LineEdit(label="voxel size (nm)", name="voxel_size", tooltip="z, y, x (or y, x) in nm; from the layer's scale")
         self.tile = LineEdit(label="tile", name="tile", tooltip="network input per model axis, e.g. 256,256; empty = as large as memory allows")
         self.device = ComboBox(label="device", name="device", choices=list(DEVICES))
@@ -119,6 +120,7 @@ class SegmentationWidget(Container):
         super().__init__(widgets=[self.image, self.model, self.package, self.card, self.voxel_size, self.tile,
                                   self.device, self.postprocess, self.task])
         self._sessions: Dict = {}
+        self._voxel_from = None  # the layer whose scale filled the voxel-size field
         self.image.changed.connect(self._layer_changed)
         self.model.changed.connect(self._model_changed)
         self.package.changed.connect(self._model_changed)
@@ -135,9 +137,11 @@ class SegmentationWidget(Container):
         return str(self.package.value) if self.model.value == OTHER else str(self.model.value)
 
     def _layer_changed(self, *_):
+        # only when another layer is chosen: layers added by a run must not undo the user's edit
         layer = self.image.value
-        if layer is not None:
+        if layer is not None and layer is not self._voxel_from:
             self.voxel_size.value = ", ".join(f"{v:g}" for v in voxel_size_of(layer))
+        self._voxel_from = layer
 
     def _model_changed(self, *_):
         self.package.visible = self.model.value == OTHER

@@ -46,6 +46,7 @@ class TablePanel(Container):
 
     def __init__(self):
         self.table = Table(name="table")
+        self.table.native.setMinimumHeight(180)
         self.path = FileEdit(label="export to", name="export_path", mode="w", filter="*.csv *.xlsx")
         self.export_button = PushButton(text="Export csv / xlsx", name="export")
         super().__init__(widgets=[self.table, self.path, self.export_button])
@@ -55,7 +56,10 @@ class TablePanel(Container):
     def set_frame(self, frame) -> None:
         """Display ``frame`` (pandas.DataFrame); at most `MAX_SHOWN_ROWS` rows are shown."""
         self.frame = frame
-        self.table.value = frame.head(MAX_SHOWN_ROWS).round(3)
+        shown = frame.head(MAX_SHOWN_ROWS).round(3)
+        # row lists of Python objects: a plain 2D array would turn the integer columns (labels) into floats
+        self.table.value = {"data": shown.astype(object).values.tolist(), "index": list(shown.index),
+                            "columns": [str(c) for c in shown.columns]}
 
     def export(self, path=None) -> Optional[Path]:
         """Export the whole table to ``path`` (default: the file field); errors become notifications."""
