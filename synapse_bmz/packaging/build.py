@@ -260,9 +260,9 @@ def _rdf_dict(info, config, ndim, spatial, min_shape, step, n_out, *, arch_file,
 
     in_axes: List[dict] = [{"type": "batch"}, {"type": "channel", "channel_names": ["raw"]}]
     out_axes: List[dict] = [{"type": "batch"}, {"type": "channel", "channel_names": list(config.channels)}]
-    from .halo import spec_output_halo, unet_context
+    from .halo import UNET_CALLABLES, spec_output_halo, unet_context
 
-    div = unet_context(arch_kwargs).divisibility if arch_callable == "UNet" else (1,) * ndim
+    div = unet_context(arch_kwargs).divisibility if arch_callable in UNET_CALLABLES else (1,) * ndim
     for i, ax in enumerate(spatial):
         halo = spec_output_halo(config.halo[i], min_shape[i], div[i])
         scale = float(config.voxel_size_nm[i])

@@ -141,11 +141,16 @@ def unet_context(kwargs: Mapping[str, Any]) -> UNetContext:
                        tuple(_round_up(n, d) for n, d in zip(needs, divs)))
 
 
+#: Architectures with a U-Net's receptive field and pooling grid (`unet_context` applies):
+#: `synapse_bmz.models.unet.UNet` and the multi-head `synapse_bmz.models.partner_unet.PartnerUNet`.
+UNET_CALLABLES = ("UNet", "PartnerUNet")
+
+
 def architecture_kwargs(descr) -> Optional[Dict[str, Any]]:
     """The U-Net kwargs of a model description, or None for another architecture."""
     sd = getattr(descr.weights, "pytorch_state_dict", None)
     arch = getattr(sd, "architecture", None) if sd is not None else None
-    if arch is None or str(getattr(arch, "callable", "")) != "UNet":
+    if arch is None or str(getattr(arch, "callable", "")) not in UNET_CALLABLES:
         return None
     return dict(arch.kwargs)
 
