@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, SpinBox, create_widget
 
 from ..errors import OptionError, SynapseBmzError
 from ._errors import notify_error
-from ._layers import META, features_of, labels_of, meta_of, put_layer, voxel_size_of
+from ._layers import features_of, labels_of, meta_of, put_layer, voxel_size_of
 from ._worker import TaskPanel
 
 
@@ -35,26 +35,31 @@ def recipe_function(recipe: str):
     return fn
 
 
-def recipe_parameters(recipe: str) -> List[inspect.Parameter]:
-    """Keyword parameters of the recipe's function a form can set (array-valued ones are left out)."""
+def recipe_parameters(recipe: str) -> List[Tuple[inspect.Parameter, Any]]:
+    """``(parameter, type)`` of each keyword parameter of the recipe's function a form can set.
+
+    Array-valued parameters (e.g. ``vesicles=`` of the ribbon recipe) are left out:
+    they are only available through the functions (see `postprocessing.recipes`).
+    """
+    fn = recipe_function(recipe)
+    hints = typing.get_type_hints(fn)
     out = []
-    for p in inspect.signature(recipe_function(recipe)).parameters.values():
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and "ndarray" not in str(p.annotation):
-            out.append(p)
+    for p in inspect.signature(fn).parameters.values():
+        hint = hints.get(p.name, type(p.default))
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and np.ndarray not in (hint, *typing.get_args(hint)):
+            out.append((p, hint))
     return out
 
 
-def _widget_for(p: inspect.Parameter, value: Any):
-    ann = str(p.annotation)
+def _widget_for(p: inspect.Parameter, hint: Any, value: Any):
     tip = "nm" if p.name.endswith(("_nm", "_nm2", "_nm3")) else None
-    if ann.startswith("Literal"):
-        choices = list(typing.get_args(eval(ann, {"Literal": typing.Literal})))  # noqa: S307 - our own annotation
-        return ComboBox(name=p.name, label=p.name, choices=choices, value=value)
-    if ann == "bool":
+    if typing.get_origin(hint) is typing.Literal:
+        return ComboBox(name=p.name, label=p.name, choices=list(typing.get_args(hint)), value=value)
+    if hint is bool:
         return CheckBox(name=p.name, label=p.name, value=bool(value))
-    if ann == "int":
+    if hint is int:
         return SpinBox(name=p.name, label=p.name, value=int(value), min=0, max=10**6)
-    if ann == "float":
+    if hint is float:
         fine = "threshold" in p.name or p.name == "min_overlap"
         return FloatSpinBox(name=p.name, label=p.name, value=float(value), min=0.0, max=1e9,
                             step=0.05 if fine else 1.0, tooltip=tip)
@@ -69,8 +74,8 @@ class RecipeForm(Container):
     def __init__(self, recipe: str, params: Optional[dict] = None):
         params = dict(params or {})
         self.recipe = recipe
-        self.parameters = recipe_parameters(recipe)
-        widgets = [_widget_for(p, params.get(p.name, p.default)) for p in self.parameters]
+        self.parameters = [p for p, _ in recipe_parameters(recipe)]
+        widgets = [_widget_for(p, hint, params.get(p.name, p.default)) for p, hint in recipe_parameters(recipe)]
         super().__init__(widgets=widgets)
 
     def values(self) -> Dict[str, Any]:
