@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cluster", metavar="local[:N]|slurm[:N]|tcp://ADDRESS",
                    help="run each job's blocks on dask.distributed (as `run --cluster`)")
     s.add_argument("--model-cache", type=int, default=4, help="models kept loaded per worker (default 4)")
+    s.add_argument("--max-queued-jobs", type=int, default=1000, help="queued or running jobs per user (default 1000; then 429)")
     s.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest accepted request body (default 1024 MB)")
     s.add_argument("--retention-hours", type=float, default=168.0, help="finished jobs' outputs are kept this long (default 168)")
     s.add_argument("--allow-package-upload", action="store_true", help="accept package zips at POST /models (sha256-checked)")
@@ -148,7 +149,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
         raise OptionError("--threads-per-worker", f"{a.threads_per_worker} must be a positive integer")
     cfg, token_file = build_config(a.models, a.state, a.token_file, a.data_root, a.max_upload_mb, a.retention_hours,
-                                   a.allow_package_upload, a.workers, a.device, a.cluster, a.model_cache)
+                                   a.allow_package_upload, a.workers, a.device, a.cluster, a.model_cache,
+                                   a.max_queued_jobs)
     return serve(cfg, a.host, a.port, token_file, a.threads_per_worker)
 
 

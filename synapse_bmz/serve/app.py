@@ -51,6 +51,7 @@ class ServeConfig:
     device: Optional[str] = None
     cluster: Optional[str] = None
     cache_size: int = 4
+    max_queued_per_user: int = 1000
     sweep_interval_s: float = 60.0
     extra: Dict[str, Any] = field(default_factory=dict)
 
@@ -104,7 +105,7 @@ class UploadLimit:
             except ValueError:
                 return await problem_response(400, "Bad Request", "invalid Content-Length")(scope, receive, send)
         seen = 0
-        started = {"response": False}
+        over = {"limit": False}
 
         async def counted_receive():
             nonlocal seen
@@ -112,23 +113,22 @@ class UploadLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _BodyTooLarge()
+                    over["limit"] = True
+                    # the app sees the client go away; whatever it answers is replaced by the 413
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracked_send(message):
-            if message["type"] == "http.response.start":
-                started["response"] = True
-            await send(message)
+        async def guarded_send(message):
+            if not over["limit"]:
+                await send(message)
 
         try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started["response"]:
-                await too_big(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not over["limit"]:
+                raise
+        if over["limit"]:
+            await too_big(scope, receive, send)
 
 
 def create_app(cfg: ServeConfig, supervisor=None) -> FastAPI:
@@ -190,6 +190,11 @@ def create_app(cfg: ServeConfig, supervisor=None) -> FastAPI:
             raise Problem(404, "Not Found", f"{job_id}: no such job")
         return job
 
+    def check_quota(who: str) -> None:
+        if store.active(who) >= cfg.max_queued_per_user:
+            raise Problem(429, "Too Many Requests",
+                          f"{cfg.max_queued_per_user} jobs of yours are queued or running; wait for some to finish")
+
     def model_rdf(name: str) -> Path:
         try:
             return catalog.rdf(name)
@@ -241,6 +246,7 @@ def create_app(cfg: ServeConfig, supervisor=None) -> FastAPI:
     def test_model(name: str, who: str = Depends(user)) -> JobAccepted:
         """bioimageio.core's test of every weight format, as a job (result in the job's ``result``)."""
         model_rdf(name)
+        check_quota(who)
         job = store.add(who, "test", name, {})
         return JobAccepted(id=job.id, state=job.state, model=name)
 
@@ -269,6 +275,7 @@ def create_app(cfg: ServeConfig, supervisor=None) -> FastAPI:
         """Queue a job: ``model``, and the input as an upload (``file``) or a ``path`` under the data root."""
         model_rdf(model)
         opts = _parse_options(options)
+        check_quota(who)
         if (file is None) == (path is None):
             raise Problem(400, "Bad Request", "give exactly one input: an upload ('file') or a 'path' under the data root")
         import uuid

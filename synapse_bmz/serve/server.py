@@ -144,7 +144,8 @@ def _lock_state(state_dir: Path):
 
 def build_config(models: Optional[Path], state: Path, token_file: Optional[Path], data_root: Optional[Path],
                  max_upload_mb: float, retention_h: float, allow_package_upload: bool, workers: Optional[int],
-                 device: Optional[str], cluster: Optional[str], cache_size: int) -> tuple:
+                 device: Optional[str], cluster: Optional[str], cache_size: int,
+                 max_queued_per_user: int = 1000) -> tuple:
     """Check the options (one-line `OptionError` naming the option) and return (config, token file)."""
     from .security import default_token_file, read_tokens
 
@@ -159,6 +160,8 @@ def build_config(models: Optional[Path], state: Path, token_file: Optional[Path]
         raise OptionError("--max-upload-mb", f"{max_upload_mb}: must be positive")
     if retention_h <= 0:
         raise OptionError("--retention-hours", f"{retention_h}: must be positive")
+    if max_queued_per_user < 1:
+        raise OptionError("--max-queued-jobs", f"{max_queued_per_user}: must be at least 1")
     if cache_size < 1:
         raise OptionError("--model-cache", f"{cache_size}: must be at least 1")
     state = Path(state).resolve()
@@ -171,7 +174,8 @@ def build_config(models: Optional[Path], state: Path, token_file: Optional[Path]
                       data_root=Path(data_root).resolve() if data_root else None,
                       max_upload_bytes=int(max_upload_mb * (1 << 20)), retention_s=retention_h * 3600.0,
                       allow_package_upload=allow_package_upload, workers=workers or 1, device=device,
-                      cluster=cluster, cache_size=cache_size)
+                      cluster=cluster, cache_size=cache_size, max_queued_per_user=max_queued_per_user,
+                      sweep_interval_s=min(60.0, max(0.5, retention_h * 3600.0 / 4)))
     return cfg, token_file
 
 

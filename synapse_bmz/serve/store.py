@@ -253,6 +253,13 @@ class JobStore:
                                           (owner, limit)).fetchall()
         return [_row_to_job(r) for r in rows]
 
+    def active(self, owner: str) -> int:
+        """How many of ``owner``'s jobs are queued or running."""
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) AS n FROM jobs WHERE owner=? AND state IN (?,?)",
+                                     (owner, QUEUED, RUNNING)).fetchone()
+        return int(row["n"])
+
     def counts(self) -> Dict[str, int]:
         with self._lock:
             rows = self._conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
