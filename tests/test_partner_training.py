@@ -1,0 +1,120 @@
+"""Partner training pieces: vector-aware augmentation, balanced and masked losses, the two
+PartnerUNet variants, the train.yaml checks, and (slow) a tiny train-and-package run."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from synapse_bmz.errors import InputError
+from synapse_bmz.models.partner_unet import PartnerUNet
+from synapse_bmz.training.partners import (
+    augment_partner_patch, balanced_mask_loss, is_partner_config, load_partner_config, masked_vector_loss,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+VOX = np.array([45.0, 4.6, 4.6])
+
+
+def test_augmentation_turns_vectors_with_the_image():
+    """Every post-synaptic voxel points at one pre-site before augmentation; after flips and the
+    in-plane transpose they must still agree on one (moved) pre-site."""
+    shape = (6, 16, 16)
+    post = np.zeros(shape, bool)
+    post[2:4, 3:7, 9:14] = True
+    pre_nm = np.array([100.0, 30.0, 20.0])
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")) * VOX[:, None, None, None]
+    vec = (pre_nm[:, None, None, None] - grid) * post
+    target = np.concatenate([post[None], vec]).astype(np.float32)
+    raw = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    seen = set()
+    for seed in range(12):
+        r, t = augment_partner_patch(raw, target, "synful", np.random.default_rng(seed))
+        m = t[0] > 0
+        g = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")) * VOX[:, None, None, None]
+        points = (g + t[1:])[:, m].T
+        assert np.allclose(points, points[0], atol=1e-3), seed
+        seen.add(tuple(np.round(points[0], 3)))
+    assert len(seen) > 4   # the augmentation really moved the pre-site
+
+
+def test_balanced_loss_weighs_both_classes_equally_and_clips():
+    target = torch.zeros(1, 1, 10, 10)
+    target[..., :2, :] = 1.0                                   # 20 % positives
+    pred = torch.full_like(target, 0.5)
+    frac = 0.2
+    w = target / (2 * frac) + (1 - target) / (2 * (1 - frac))
+    assert float((w * target).sum()) == pytest.approx(float((w * (1 - target)).sum()))
+    assert float(balanced_mask_loss(pred, target, (0.05, 0.95))) == pytest.approx(float(np.log(2)), rel=1e-5)
+    # one positive voxel in 100: the fraction is clipped to 0.05, so its weight is 10, not 50
+    one = torch.zeros(1, 1, 10, 10)
+    one[0, 0, 0, 0] = 1.0
+    p = torch.full_like(one, 0.5)
+    expected = (1 / (2 * 0.05) + 99 / (2 * 0.95)) * np.log(2) / 100
+    assert float(balanced_mask_loss(p, one, (0.05, 0.95))) == pytest.approx(expected, rel=1e-5)
+    assert float(balanced_mask_loss(p, one, (0.05, 0.95), "mse")) == pytest.approx(
+        (1 / (2 * 0.05) + 99 / (2 * 0.95)) * 0.25 / 100, rel=1e-5)
+
+
+def test_vector_loss_only_inside_the_mask():
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 0, 0] = 1.0
+    target = torch.zeros(1, 3, 4, 4)
+    pred = torch.full((1, 3, 4, 4), 500.0)     # wrong everywhere ...
+    pred[..., 0, 0] = torch.tensor([100.0, 0.0, 0.0])
+    loss = masked_vector_loss(pred, target, mask, 100.0)
+    assert float(loss) == pytest.approx(1.0 / 3.0)   # ... but only the masked voxel counts: (100/100)^2 / 3
+
+
+@pytest.mark.parametrize("variant", ["multi_task", "single_task"])
+def test_partner_unet_variants(variant):
+    torch.manual_seed(0)
+    kw = dict(ndim=3, base_channels=4, depth=3, pool_factors=[[1, 2, 2], [1, 2, 2]],
+              kernel_sizes=[[1, 3, 3], [1, 3, 3], [3, 3, 3]], vector_scale_nm=100.0)
+    net = PartnerUNet(variant=variant, **kw).eval()
+    y = net(torch.randn(1, 1, 4, 16, 16))
+    assert y.shape == (1, 4, 4, 16, 16) and net.divisibility == [1, 4, 4]
+    assert float(y[:, 0].min()) >= 0 and float(y[:, 0].max()) <= 1
+    # the vector head is the decoder times the fixed scale
+    raw = net.vector_decoder(net.encoder(torch.randn(1, 1, 4, 16, 16)) if variant == "multi_task" else
+                             net.vector_encoder(torch.randn(1, 1, 4, 16, 16)))
+    assert raw.shape[1] == 3 and not net.vector_scale.weight.requires_grad
+    shared = sum(p.numel() for p in PartnerUNet(variant="multi_task", **kw).parameters())
+    separate = sum(p.numel() for p in PartnerUNet(variant="single_task", **kw).parameters())
+    assert separate > shared   # single task: a second encoder
+
+
+def test_partner_train_configs(tmp_path):
+    for name in ("synaptic_partners", "synaptic_polarity"):
+        path = REPO / "model_packages" / name / "train.yaml"
+        assert is_partner_config(path)
+        cfg = load_partner_config(path)
+        assert cfg.train.reject_probability == 0.95 and cfg.package.name == name
+        assert not set(cfg.data.simulation.test_seeds) & set(range(cfg.data.simulation.n_train))
+    assert not is_partner_config(REPO / "model_packages" / "vesicles_3d" / "train.yaml")
+    bad = (REPO / "model_packages" / "synaptic_partners" / "train.yaml").read_text().replace(
+        "test_seeds: [2000, 2001, 2002]", "test_seeds: [3, 2001]")
+    (tmp_path / "t.yaml").write_text(bad)
+    with pytest.raises(InputError, match="disjoint") as e:
+        load_partner_config(tmp_path / "t.yaml")
+    assert "\n" not in str(e.value)
+    (tmp_path / "u.yaml").write_text(bad.replace("variant: multi_task", "variant: three_task"))
+    with pytest.raises(InputError, match="variant"):
+        load_partner_config(tmp_path / "u.yaml")
+
+
+@pytest.mark.slow
+def test_tiny_training_writes_a_package_that_passes_the_consumer_checks(tmp_path):
+    from synapse_bmz.packaging.checks import core_test_all_weight_formats, onnx_problems, rdf_problems, torchscript_problems
+    from synapse_bmz.training.partners import train_and_package
+
+    text = (REPO / "model_packages" / "synaptic_partners" / "train.yaml").read_text()
+    text = (text.replace("n_train: 12", "n_train: 1").replace("test_seeds: [2000, 2001, 2002]", "test_seeds: [2000]")
+            .replace("shape: [16, 256, 256]", "shape: [8, 128, 128]").replace("variant: multi_task", "variant: single_task"))
+    (tmp_path / "train.yaml").write_text(text)
+    rdf = train_and_package(tmp_path / "train.yaml", out_dir=tmp_path / "pkg", work_dir=tmp_path / "run",
+                            iterations=2, progress=False)
+    assert rdf_problems(rdf) == [] and torchscript_problems(rdf) == [] and onnx_problems(rdf) == []
+    assert set(core_test_all_weight_formats(rdf).values()) == {"passed"}
+    assert (tmp_path / "run" / "metrics.json").is_file()
