@@ -44,7 +44,7 @@ from ..errors import InputError
 from .config import PackageConfig
 
 __all__ = ["PartnerTrainConfig", "load_partner_config", "is_partner_config", "partner_volumes",
-           "train_partners", "evaluate_partner_model", "train_and_package"]
+           "train_partners", "evaluate_partner_model", "write_partner_cover", "train_and_package"]
 
 
 class PartnerSimulation(BaseModel):
@@ -448,7 +448,9 @@ def _card_sections(cfg: PartnerTrainConfig, res: PartnerTrainResult, metrics: di
             f"{cfg.model.variant.replace('_', '-')} network" if cfg.target == "synful" else
             f"class-balanced cross-entropy per channel (positive fraction clipped to {cfg.train.clip_range})")
     return {
-        "Outputs": head + f". Partner table: recipe `{cfg.recipe}` (`postprocessing.partners`).",
+        "Outputs": head + f". Partner table: recipe `{cfg.recipe}` (`postprocessing.partners`). The cover shows a "
+                          "section of a test volume (left) and the prediction with the extracted partners (right; "
+                          "yellow line from each post-site to its pre-site dot).",
         "Training data": (
             f"**Trained on simulation only** (`synapse_bmz.simulate.simulate_sstem_neuropil`): {sim.n_train} "
             f"volumes of shape {sim.shape} at {cfg.data.voxel_size_nm} nm (seeds 0-{sim.n_train - 1}, "
@@ -487,6 +489,47 @@ def _vector_outputs(rdf_path: Path, cfg: PartnerTrainConfig) -> None:
         "- Output: 4 channels: post_synaptic (probability), vector_z_nm, vector_y_nm, vector_x_nm "
         "(nm, from the voxel to its pre-synaptic partner)."))
     _validate(rdf_path)
+
+
+def write_partner_cover(path: Path, raw: np.ndarray, prediction: np.ndarray, table, voxel_size_nm,
+                        target: str) -> None:
+    """Cover picture: a section of ``raw`` beside an overlay of the prediction and the partners.
+
+    Synful: post-synaptic probability in red; polarity: pre green, post red,
+    union blue; each extracted partner in that section as a yellow line from
+    its post-site to its pre-site (dot). The section is the one with the most partners.
+
+    Parameters
+    ----------
+    raw : (Z, Y, X) ndarray
+    prediction : (C, Z, Y, X) ndarray
+    table : pandas.DataFrame
+        Partner table of ``prediction`` (nm).
+    """
+    from PIL import Image, ImageDraw
+
+    from ..packaging.card import _to_uint8
+
+    vox = np.asarray(voxel_size_nm, float)
+    zs = np.rint(table["post_z_nm"].to_numpy(float) / vox[0]).astype(int) if len(table) else np.zeros(0, int)
+    z = int(np.bincount(zs, minlength=raw.shape[0]).argmax()) if len(zs) else raw.shape[0] // 2
+    grey = _to_uint8(raw[z]).astype(np.float32)
+    rgb = np.stack([grey] * 3, -1)
+    layers = ([(prediction[0, z], (255, 60, 60))] if target == "synful" else
+              [(prediction[2, z], (60, 120, 255)), (prediction[0, z], (60, 255, 60)), (prediction[1, z], (255, 60, 60))])
+    overlay = rgb.copy()
+    for prob, colour in layers:
+        a = np.clip(prob, 0, 1)[..., None] * 0.5
+        overlay = overlay * (1 - a) + np.array(colour, np.float32) * a
+    img = Image.fromarray(np.concatenate([rgb, overlay], axis=1).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    off = raw.shape[2]
+    for row in table[zs == z].itertuples(index=False):
+        py, px = row.post_y_nm / vox[1], row.post_x_nm / vox[2] + off
+        qy, qx = row.pre_y_nm / vox[1], row.pre_x_nm / vox[2] + off
+        draw.line([(px, py), (qx, qy)], fill=(255, 230, 0), width=2)
+        draw.ellipse([qx - 3, qy - 3, qx + 3, qy + 3], fill=(255, 230, 0))
+    img.save(path)
 
 
 def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work_dir: Optional[Path] = None,
@@ -554,4 +597,10 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
                         step=cfg.package.step, train_yaml=cfg.source)
     if cfg.target == "synful":
         _vector_outputs(rdf, cfg)
+    # the generic cover overlays channels as probabilities; show the partners instead
+    from postprocessing.partners import extract_partners
+
+    pred = predict_volumes(res.model, test_data[:1])[0]
+    table = extract_partners(cfg.recipe, pred, tuple(cfg.data.voxel_size_nm), cfg.recipe_params)
+    write_partner_cover(rdf.parent / "cover.png", test_data[0].raw, pred, table, cfg.data.voxel_size_nm, cfg.target)
     return rdf

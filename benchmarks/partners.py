@@ -1,0 +1,228 @@
+"""Synaptic partners: held-out F-score of both packages, extraction throughput, evaluation time.
+
+Usage::
+
+    python benchmarks/partners.py [--quick] [--no-real] [--out PATH]
+
+- ``f_score_synful`` / ``f_score_polarity``: the shipped ``synaptic_partners``
+  and ``synaptic_polarity`` packages on simulated ssTEM neuropil of the test
+  seeds in their ``train.yaml`` (never used for training or checkpoint
+  choice), through the consumer path: `synapse_bmz.api.predict`
+  (bioimageio.core, tiles with the measured halo) then
+  `synapse_bmz.partners.partners` with the package's recipe, neuron ids from
+  the simulated segmentation, scored by
+  `analysis.partner_evaluation.evaluate_partners` (Synful's CREMI setting:
+  400 nm on both sites, agreeing neuron pair, same-neuron pairs dropped);
+  TP/FP/FN pooled over the seeds. Also without ids and at 100 nm.
+- ``extraction_voxels_per_s``: Synful extraction of an ideal prediction (the
+  targets of a simulated volume, tiled to ``--extraction-shape``), whole volume;
+  ``blockwise_voxels_per_s`` and ``blockwise_identical`` for the block-wise
+  path (blocks of ``(16, 256, 256)``) against it.
+- ``evaluation_100k_s``: 100 000 predicted vs 100 000 ground-truth partners.
+- ``real``: both packages on the Drosophila VNC stack 1 sections
+  (``../shared/data/drosophila_vnc/stack1``, 50 x 4.6 x 4.6 nm): the fraction of
+  annotated synapses (3D connected components of the synapse masks) with a
+  partner's post- or pre-site within 200 nm, and how many partners have
+  neither site within 200 nm of any annotated synapse.
+
+Writes JSON (default ``benchmarks/results/partners.json``); one torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# This script is named like a module of the package: import the package, not the script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+PACKAGES = {"synful": "synaptic_partners", "polarity": "synaptic_polarity"}
+NEAR_NM = 200.0
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="one test seed, smaller extraction volume, no real data")
+    p.add_argument("--no-real", action="store_true", help="skip the Drosophila VNC stack")
+    p.add_argument("--extraction-shape", default="32,1024,1024", help="z,y,x of the throughput volume")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partners.json")
+    return p.parse_args(argv)
+
+
+def held_out_scores(kind: str, seeds):
+    import numpy as np
+
+    from analysis.evaluation import scores_from_counts
+    from analysis.partner_evaluation import evaluate_partners
+    from synapse_bmz import api
+    from synapse_bmz.partners import partners
+    from synapse_bmz.simulate import simulate_sstem_neuropil
+    from synapse_bmz.simulate.partner_targets import ground_truth_partners
+    from synapse_bmz.training.partners import load_partner_config
+
+    name = PACKAGES[kind]
+    cfg = load_partner_config(ROOT / "model_packages" / name / "train.yaml")
+    session = api.load_session(name, device="cpu")
+    counts = {"ids": [0, 0, 0], "distance_only": [0, 0, 0], "strict": [0, 0, 0]}
+    t0 = time.perf_counter()
+    for seed in seeds:
+        sim = simulate_sstem_neuropil(tuple(cfg.data.simulation.shape), tuple(cfg.data.voxel_size_nm), int(seed),
+                                      **cfg.data.simulation.simulator_params)
+        pred = api.predict(session, sim.raw, voxel_size_nm=sim.voxel_size_nm)
+        gt = ground_truth_partners(sim)
+        with_ids = partners(session, pred, neurons=sim.labels["neurons"])
+        plain = partners(session, pred)
+        for key, (p, g, d) in {"ids": (with_ids, gt, 400.0),
+                               "distance_only": (plain, gt.drop(columns=["pre_id", "post_id"]), 400.0),
+                               "strict": (with_ids, gt, 100.0)}.items():
+            s = evaluate_partners(p, g, max_distance_nm=d)
+            counts[key] = [a + b for a, b in zip(counts[key], (s["tp"], s["fp"], s["fn"]))]
+    out = {"package": name, "seeds": list(seeds), "predict_and_extract_s": round(time.perf_counter() - t0, 1)}
+    for key, (tp, fp, fn) in counts.items():
+        s = scores_from_counts(tp, fp, fn)
+        out[key] = {"f_score": round(s["f1"], 4), "precision": round(s["precision"], 4),
+                    "recall": round(s["recall"], 4), "tp": tp, "fp": fp, "fn": fn}
+    out["n_ground_truth_partners"] = counts["ids"][0] + counts["ids"][2]
+    return out
+
+
+def extraction(shape):
+    import numpy as np
+    import pandas as pd
+
+    from postprocessing.partners import extract_partners, extract_partners_blockwise
+    from synapse_bmz.simulate import simulate_sstem_neuropil
+    from synapse_bmz.simulate.partner_targets import partner_targets
+
+    sim = simulate_sstem_neuropil((16, 256, 256), seed=3000, n_synapses=14)
+    t = partner_targets(sim.labels["neurons"], sim.labels["membrane"], sim.partners, sim.voxel_size_nm)
+    tile = t.synful()
+    reps = [int(np.ceil(s / n)) for s, n in zip(shape, tile.shape[1:])]
+    pred = np.tile(tile, [1] + reps)[(slice(None),) + tuple(slice(0, s) for s in shape)]
+    pred = np.ascontiguousarray(pred, np.float32)
+    params = {"min_volume_nm3": 40000.0, "max_extent_nm": 600.0}
+    voxels = int(np.prod(shape))
+    t0 = time.perf_counter()
+    whole = extract_partners("synful_partners", pred, sim.voxel_size_nm, params)
+    t_whole = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    blocks = extract_partners_blockwise("synful_partners", pred, sim.voxel_size_nm, params, (16, 256, 256))
+    t_block = time.perf_counter() - t0
+    try:
+        pd.testing.assert_frame_equal(whole, blocks)
+        identical = True
+    except AssertionError:
+        identical = False
+    return {"shape": list(shape), "n_partners": int(len(whole)), "whole_s": round(t_whole, 2),
+            "blockwise_s": round(t_block, 2), "extraction_voxels_per_s": round(voxels / t_whole),
+            "blockwise_voxels_per_s": round(voxels / t_block), "blockwise_identical": identical}
+
+
+def evaluation_100k():
+    import numpy as np
+    import pandas as pd
+
+    from analysis.partner_evaluation import evaluate_partners
+
+    rng = np.random.default_rng(0)
+    n = 100_000
+    post = rng.uniform(0, 200_000, (n, 3))
+    pre = post + rng.normal(0, 100, (n, 3))
+    cols = ["pre_z_nm", "pre_y_nm", "pre_x_nm", "post_z_nm", "post_y_nm", "post_x_nm"]
+    gt = pd.DataFrame(np.hstack([pre, post]), columns=cols)
+    pred = gt + rng.normal(0, 30, gt.shape)
+    t0 = time.perf_counter()
+    s = evaluate_partners(pred, gt)
+    return round(time.perf_counter() - t0, 2), round(s["f_score"], 4)
+
+
+def real_stack(kind: str):
+    """Both packages on the Drosophila VNC stack 1 sections, against its synapse masks."""
+    import edt
+    import numpy as np
+    from scipy import ndimage
+
+    from synapse_bmz import api
+    from synapse_bmz.io.slices import read_slice
+    from synapse_bmz.partners import partners
+    from synapse_bmz.paths import shared_data_dir
+
+    stack = Path(shared_data_dir()) / "drosophila_vnc" / "stack1"
+    if not (stack / "raw").is_dir():
+        return {"skipped": f"{stack} not found"}
+    files = sorted(p for p in (stack / "raw").iterdir() if p.suffix.lower() in (".tif", ".tiff", ".png"))
+    raw = np.stack([read_slice(f) for f in files])
+    masks = []
+    for f in files:
+        cand = [p for p in (stack / "synapses").iterdir() if p.stem == f.stem]
+        m = read_slice(cand[0])
+        masks.append(m if m.dtype == bool else m > 127)
+    mask = np.stack(masks)
+    vox = (50.0, 4.6, 4.6)
+    session = api.load_session(PACKAGES[kind], device="cpu")
+    t0 = time.perf_counter()
+    pred = api.predict(session, raw, voxel_size_nm=vox)
+    table = partners(session, pred)
+    elapsed = time.perf_counter() - t0
+    # the prediction is on the model grid (45 nm sections): nm positions -> input voxels
+    dist = edt.edt(~mask, anisotropy=vox, black_border=False)
+    synapses, n_syn = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    hit = set()
+    outside = 0
+    for row in table.itertuples(index=False):
+        near_any = False
+        for site in ((row.post_z_nm, row.post_y_nm, row.post_x_nm), (row.pre_z_nm, row.pre_y_nm, row.pre_x_nm)):
+            idx = tuple(int(np.clip(round(c / v), 0, s - 1)) for c, v, s in zip(site, vox, mask.shape))
+            if dist[idx] <= NEAR_NM:
+                near_any = True
+                # which synapse: the labelled voxel nearest to the site within its neighbourhood
+                r = [max(1, int(NEAR_NM / v)) for v in vox]
+                win = tuple(slice(max(i - k, 0), i + k + 1) for i, k in zip(idx, r))
+                ids = np.unique(synapses[win])
+                hit.update(int(i) for i in ids if i)
+        outside += not near_any
+    return {"package": PACKAGES[kind], "sections": len(files), "shape": list(raw.shape),
+            "voxel_size_nm": list(vox), "n_annotated_synapses": int(n_syn), "n_partners": int(len(table)),
+            "fraction_synapses_with_partner": round(len(hit) / n_syn, 4) if n_syn else None,
+            "partners_outside_synapses": int(outside), "near_nm": NEAR_NM, "seconds": round(elapsed, 1)}
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    from synapse_bmz.training.partners import load_partner_config
+
+    seeds = load_partner_config(ROOT / "model_packages" / "synaptic_partners" / "train.yaml").data.simulation.test_seeds
+    seeds = seeds[:1] if a.quick else seeds
+    shape = (16, 256, 512) if a.quick else tuple(int(s) for s in a.extraction_shape.split(","))
+    res = {"hardware": f"{platform.processor() or platform.machine()}, 1 torch thread", "quick": a.quick}
+    for kind in PACKAGES:
+        res[kind] = held_out_scores(kind, seeds)
+        print(kind, json.dumps(res[kind]), flush=True)
+    res["extraction"] = extraction(shape)
+    print("extraction", json.dumps(res["extraction"]), flush=True)
+    res["evaluation_100k_s"], res["evaluation_100k_f_score"] = evaluation_100k()
+    if not (a.quick or a.no_real):
+        res["real"] = {kind: real_stack(kind) for kind in PACKAGES}
+        print("real", json.dumps(res["real"]), flush=True)
+    res["f_score_synful"] = res["synful"]["ids"]["f_score"]
+    res["f_score_polarity"] = res["polarity"]["ids"]["f_score"]
+    res["extraction_voxels_per_s"] = res["extraction"]["extraction_voxels_per_s"]
+    res["blockwise_identical"] = res["extraction"]["blockwise_identical"]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=2))
+    print(json.dumps({k: res[k] for k in ("f_score_synful", "f_score_polarity", "extraction_voxels_per_s",
+                                          "blockwise_identical", "evaluation_100k_s")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
