@@ -118,3 +118,40 @@ def test_tiny_training_writes_a_package_that_passes_the_consumer_checks(tmp_path
     assert rdf_problems(rdf) == [] and torchscript_problems(rdf) == [] and onnx_problems(rdf) == []
     assert set(core_test_all_weight_formats(rdf).values()) == {"passed"}
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("variant", ["multi_task", "single_task"])
+def test_partner_unet_has_the_unet_cut_reach(variant):
+    """The halo machinery (`unet_context`) holds for PartnerUNet: with positive weights and input a
+    grid-aligned crop changes both heads up to ``cut_reach - 1`` voxels inside it and none beyond."""
+    from synapse_bmz.packaging.halo import unet_context
+
+    torch.manual_seed(0)
+    kw = dict(ndim=3, depth=3, pool_factors=[(1, 2, 2), (2, 2, 2)], kernel_sizes=[(1, 3, 3), (3, 3, 3), (3, 3, 3)])
+    net = PartnerUNet(in_channels=1, base_channels=2, variant=variant, **kw).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+        # keep the sigmoid of the mask head out of saturation, where every difference is lost
+        net.mask_decoder.head.weight.mul_(1e-4)
+        net.mask_decoder.head.bias.zero_()
+    ctx = unet_context(net.init_kwargs)
+    assert tuple(net.divisibility) == ctx.divisibility
+    size = [4 * b + 4 * d for b, d in zip(ctx.aligned_bound, ctx.divisibility)]
+    x = torch.rand(1, 1, *size, dtype=torch.float64)
+    net = net.double()
+    with torch.no_grad():
+        full = net(x)[0]
+        for ax in range(3):
+            a = 2 * ctx.aligned_bound[ax]
+            crop = [slice(None)] * 3
+            crop[ax] = slice(a, None)
+            ref = full[(slice(None),) + tuple(crop)]
+            out = net(x[(slice(None), slice(None)) + tuple(crop)])[0]
+            for ch in (0, 1):   # the mask head and a vector head
+                diff = ((out[ch] - ref[ch]).abs() / ref[ch].abs()).movedim(ax, 0)
+                per_distance = diff.reshape(diff.shape[0], -1).amax(1)
+                c = ctx.cut_reach[ax]
+                stop = diff.shape[0] - ctx.aligned_bound[ax]
+                assert float(per_distance[c:stop].max()) < 1e-12, (variant, ax, ch)
+                assert float(per_distance[c - 1]) > 1e-15, (variant, ax, ch)

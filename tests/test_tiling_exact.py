@@ -28,7 +28,8 @@ from synapse_bmz.packaging.halo import (interior, predict_volume, reflect_to, re
 
 PACKAGES_2D = ["vesicles_2d", "mitochondria_2d"]
 PACKAGES_3D = ["vesicles_3d", "synapse_cleft"]
-PACKAGES_3D_SLOW = ["active_zone", "compartments", "mitochondria_3d", "ribbon", "vesicles_cryo"]
+PACKAGES_3D_SLOW = ["active_zone", "compartments", "mitochondria_3d", "ribbon", "vesicles_cryo",
+                    "synaptic_partners", "synaptic_polarity"]
 ALL = PACKAGES_2D + PACKAGES_3D + PACKAGES_3D_SLOW
 
 
