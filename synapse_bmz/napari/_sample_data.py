@@ -41,7 +41,9 @@ def simulated_tomogram(seed: int = 0) -> list:
     layers = [(sim.raw, {"name": "simulated tomogram", "scale": scale,
                          "metadata": {META: {"kind": "simulation", "seed": seed}}}, "image")]
     for name in SIM_INSTANCES:
-        kwargs = {"name": f"{name}", "scale": scale, "metadata": {META: {**origin, "task": name}}, "opacity": 0.6}
+        kwargs = {"name": name, "scale": scale, "metadata": {META: {**origin, "task": name}}, "opacity": 0.6,
+                  # cell-sized compartments would cover the raw data: there, but hidden
+                  "visible": name != "compartments"}
         if name == "vesicles":
             features = sim.vesicles.copy()
             features.insert(0, "index", features["label"].to_numpy())
