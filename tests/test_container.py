@@ -216,3 +216,47 @@ def test_apptainer_sif(image, tmp_path):
                        timeout=RUN_TIMEOUT)
     assert r.returncode == 0, r.stderr
     assert _outputs(d / "out")
+
+
+def test_serve_in_container_healthcheck_and_job(image, tmp_path, host_run):
+    """`serve --host 0.0.0.0` in the image: the HEALTHCHECK command passes, a job's labels equal the host run."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = _data_dir(tmp_path, "srv")
+    (data / "tokens").write_text("alice alice-token-0123456789abcdef\n")
+    name = f"synapse-bmz-serve-{port}"
+    # host networking: the test reaches the port without a CNI setup; the image's default is -p 8000:8000
+    r = _podman("run", "-d", "--rm", "--no-healthcheck", "--network", "host", "--name", name, "--user", "1000:1000",
+                "-v", f"{data}:/data", image, "serve", "--host", "0.0.0.0", "--port", str(port),
+                "--state", "/tmp/state", "--token-file", "/data/tokens", "--data-root", "/data", timeout=120)
+    assert r.returncode == 0, r.stderr
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the server in the container did not answer /health: " + _podman("logs", name).stderr[-2000:])
+        hc = _podman("exec", name, "python3", "-m", "synapse_bmz.serve.health", timeout=60)
+        assert hc.returncode == 0, hc.stdout + hc.stderr
+        from synapse_bmz.client import Client
+
+        with Client(f"http://127.0.0.1:{port}", "alice-token-0123456789abcdef") as c:
+            job = c.submit("vesicles_2d", path=SAMPLE.name)
+            assert c.wait(job, timeout_s=600)["result"]["n_objects"] > 0
+            got = c.download(job, tmp_path / "remote")
+        import tifffile
+
+        ref = host_run / SAMPLE.stem / "vesicles.tif"
+        np.testing.assert_array_equal(tifffile.imread(got / "vesicles.tif"), tifffile.imread(ref))
+    finally:
+        _podman("stop", "-t", "10", name, timeout=60)

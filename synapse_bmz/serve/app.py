@@ -334,7 +334,7 @@ def create_app(cfg: ServeConfig, supervisor=None) -> FastAPI:
                 if time.monotonic() - beat > 10:
                     beat = time.monotonic()
                     yield ": keep-alive\n\n"
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.01)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

@@ -160,6 +160,9 @@ class JobStore:
 
     def claim(self, worker_pid: int) -> Optional[Job]:
         """Mark the oldest queued job running for ``worker_pid`` and return it (None if none)."""
+        with self._lock:  # a plain read first: idle workers poll often and must not take the write lock
+            if self._conn.execute("SELECT 1 FROM jobs WHERE state=? AND cancel=0 LIMIT 1", (QUEUED,)).fetchone() is None:
+                return None
         now = time.time()
         with self._tx() as c:
             row = c.execute("SELECT id FROM jobs WHERE state=? AND cancel=0 ORDER BY created LIMIT 1",

@@ -171,7 +171,7 @@ class Worker:
 
 
 def serve_forever(state_dir: Path, models_dir: Path, device: Optional[str], cache_size: int,
-                  cluster: Optional[str], poll_s: float = 0.02, max_jobs: Optional[int] = None) -> int:
+                  cluster: Optional[str], poll_s: float = 0.01, max_jobs: Optional[int] = None) -> int:
     """Claim and run jobs until the parent process dies, SIGTERM, or ``max_jobs`` ran."""
     die_with_parent()
     parent = os.getppid()
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     p.add_argument("--device")
     p.add_argument("--cache-size", type=int, default=4)
     p.add_argument("--cluster")
-    p.add_argument("--poll", type=float, default=0.02)
+    p.add_argument("--poll", type=float, default=0.01, help="seconds between queue checks when idle")
     a = p.parse_args(argv)
     return serve_forever(a.state, a.models, a.device, a.cache_size, a.cluster, a.poll)
 
