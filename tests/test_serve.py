@@ -488,3 +488,19 @@ def test_serve_option_errors_are_one_line(tmp_path):
     short.write_text("alice abc\n")
     r = subprocess.run(base + ["--token-file", str(short)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "shorter than 16" in r.stderr
+
+
+def test_killed_worker_is_replaced_and_its_job_resumes(server, client, tmp_path):
+    big = _write_tif(server.data / "big2.tif", np.tile(tifffile.imread(CROP)[1], (2, 2)))
+    tile = [304, 304]
+    ref = local_run([big], tmp_path / "local", tile=tile)["big2"]
+    job_id = client.submit(MODEL, path="big2.tif", options={"tile": tile})
+    wait_state(server.url, job_id, ("running",), pred=lambda j: j["stage"] == "predict" and j["done"] >= 1)
+    before = server.worker_pids()
+    for pid in before:  # the one running the job among them
+        os.kill(pid, 9)
+    job = client.wait(job_id, timeout_s=180)
+    assert job["attempts"] == 2 and job["result"]["blocks_computed"] < job["result"]["blocks_total"], job
+    assert_same_outputs(ref, client.download(job_id, tmp_path / "remote"))
+    after = server.worker_pids()
+    assert len(after) == len(before) and not set(after) & set(before)
