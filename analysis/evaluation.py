@@ -4,17 +4,31 @@ The one instance F1 of the code base: :func:`instance_scores` for one image,
 :func:`pooled_instance_scores` over several, both through
 :func:`scores_from_counts`.
 
-CREMI cleft conventions (https://cremi.org, ``cremi.evaluation.Clefts``):
-cleft volumes are uint64 with background ``0xffffffffffffffff``; every other
-value is a cleft. Distances are Euclidean in nm with the anisotropic voxel
-size (CREMI: (40, 4, 4) nm in (z, y, x)). ADGT is the mean distance of every
-ground-truth cleft voxel to the nearest predicted cleft voxel, ADF the mean
-distance of every predicted cleft voxel to the nearest ground-truth cleft
-voxel, and the CREMI score is their mean. False positives / negatives count
-predicted / ground-truth cleft voxels farther than 200 nm from the other.
-Our addition: ground-truth voxels equal to ``ignore_label`` (CREMI's
-masked/transparent value ``0xfffffffffffffffe`` by default) are left out of
-every count and average, on both sides.
+CREMI cleft conventions (https://cremi.org, ``cremi.evaluation.Clefts`` of
+cremi_python): cleft volumes are uint64 with background
+``0xffffffffffffffff``; every other value is a cleft. Distances are Euclidean
+in nm with the anisotropic voxel size (CREMI: (40, 4, 4) nm in (z, y, x)),
+from a distance transform of each side's complement with ``sampling`` = the
+voxel size, as cremi_python computes them.
+
+- **ADGT** (average distance to ground truth, cremi_python's
+  ``acc_false_positives``): mean distance of every *predicted* cleft voxel to
+  the nearest ground-truth cleft voxel. Extra detections raise it.
+- **ADF** (average distance to the found clefts, ``acc_false_negatives``):
+  mean distance of every *ground-truth* cleft voxel to the nearest predicted
+  cleft voxel. Missed clefts raise it.
+- **CREMI score**: the mean of the two.
+- False positives / negatives (``count_false_positives`` /
+  ``count_false_negatives``): predicted / ground-truth cleft voxels farther
+  than 200 nm from the other side.
+
+Ground-truth voxels equal to ``ignore_label`` (CREMI's masked value
+``0xfffffffffffffffe`` by default) count as background on both sides, so they
+are left out of every count and average — cremi_python does the same by
+folding them into both background masks. Where cremi_python leaves the empty
+cases undefined (``np.mean`` of nothing; a distance transform with no
+background voxel), we return NaN for the average of an empty side and inf for
+distances to an empty side.
 """
 
 from __future__ import annotations
@@ -199,10 +213,27 @@ def cremi_cleft_scores(
 
     Returns
     -------
-    dict with ``adgt_nm``, ``adf_nm``, ``cremi_score_nm`` (mean of the two),
-    ``false_positives``, ``false_negatives`` (voxel counts beyond
-    ``threshold_nm``), ``n_gt_voxels``, ``n_pred_voxels``. Averages are NaN
-    when their side has no cleft voxels, and inf when the other side has none.
+    dict
+        ``adgt_nm``: mean distance (nm) of the predicted cleft voxels to the
+        nearest ground-truth cleft voxel (cremi_python's ``acc_false_positives``);
+        ``adf_nm``: mean distance (nm) of the ground-truth cleft voxels to the
+        nearest predicted one (``acc_false_negatives``); ``cremi_score_nm``: their
+        mean; ``false_positives`` / ``false_negatives``: predicted /
+        ground-truth cleft voxels farther than ``threshold_nm`` from the other
+        side; ``n_gt_voxels``, ``n_pred_voxels``. An average is NaN when the
+        side it averages over has no cleft voxels, and inf when the other side
+        has none.
+
+    Examples
+    --------
+    One ground-truth cleft voxel, the prediction finds it and adds one 2
+    sections (80 nm) away: only ADGT grows.
+
+    >>> gt = np.zeros((4, 3, 3), np.uint8); gt[0, 1, 1] = 1
+    >>> pred = gt.copy(); pred[2, 1, 1] = 1
+    >>> s = cremi_cleft_scores(gt, pred, (40.0, 4.0, 4.0))
+    >>> s["adgt_nm"], s["adf_nm"], s["cremi_score_nm"]
+    (40.0, 0.0, 20.0)
     """
     gt, pred = np.asarray(gt), np.asarray(pred)
     same_shape(pred, "pred", gt, "gt")
@@ -216,18 +247,16 @@ def cremi_cleft_scores(
     valid = np.ones(gt.shape, bool) if ignore_label is None else gt != np.array(ignore_label).astype(gt.dtype)
     gt_cleft = (gt != bg) & valid
     pred_cleft = (pred != np.array(background_label).astype(pred.dtype)) & valid
-    dist_to_gt = _distance_to(gt_cleft, spacing)
-    dist_to_pred = _distance_to(pred_cleft, spacing)
-    d_pred = dist_to_gt[pred_cleft]
-    d_gt = dist_to_pred[gt_cleft]
-    adf = float(d_pred.mean()) if d_pred.size else float("nan")
-    adgt = float(d_gt.mean()) if d_gt.size else float("nan")
+    pred_to_gt_nm = _distance_to(gt_cleft, spacing)[pred_cleft]  # one value per predicted voxel
+    gt_to_pred_nm = _distance_to(pred_cleft, spacing)[gt_cleft]  # one value per ground-truth voxel
+    adgt = float(pred_to_gt_nm.mean()) if pred_to_gt_nm.size else float("nan")
+    adf = float(gt_to_pred_nm.mean()) if gt_to_pred_nm.size else float("nan")
     return {
         "adgt_nm": adgt,
         "adf_nm": adf,
         "cremi_score_nm": (adgt + adf) / 2,
-        "false_positives": int(np.sum(d_pred > threshold_nm)),
-        "false_negatives": int(np.sum(d_gt > threshold_nm)),
+        "false_positives": int(np.sum(pred_to_gt_nm > threshold_nm)),
+        "false_negatives": int(np.sum(gt_to_pred_nm > threshold_nm)),
         "n_gt_voxels": int(gt_cleft.sum()),
         "n_pred_voxels": int(pred_cleft.sum()),
     }

@@ -50,11 +50,12 @@ def test_cremi_cleft_distances_on_anisotropic_grid():
     pred[7, 50, 10:20] = 3  # two slices off: 80 nm
     pred[5, 50, 80:90] = 4  # far away in x: >= 240 nm
     scores = cremi_cleft_scores(gt, pred, (40.0, 4.0, 4.0))
-    assert scores["adgt_nm"] == 0.0
+    assert scores["adf_nm"] == 0.0  # every ground-truth voxel was found
     far = (np.arange(80, 90) - 19) * 4.0
-    assert scores["adf_nm"] == pytest.approx((0 * 10 + 80 * 10 + far.sum()) / 30)
+    # the 30 predicted voxels: 10 on the cleft, 10 two sections off, 10 far along x
+    assert scores["adgt_nm"] == pytest.approx((0 * 10 + 80 * 10 + far.sum()) / 30)
     assert scores["false_positives"] == 10 and scores["false_negatives"] == 0
-    assert scores["cremi_score_nm"] == pytest.approx(scores["adf_nm"] / 2)
+    assert scores["cremi_score_nm"] == pytest.approx(scores["adgt_nm"] / 2)
     # CREMI's masked label in the ground truth removes the far predictions from evaluation
     gt[5, 50, 75:95] = CREMI_IGNORE
     masked = cremi_cleft_scores(gt, pred, (40.0, 4.0, 4.0))
@@ -65,7 +66,9 @@ def test_cremi_empty_prediction_and_zero_background():
     gt = np.zeros((3, 10, 10), np.int32)
     gt[1, 5, 5] = 2
     scores = cremi_cleft_scores(gt, np.zeros_like(gt), (40, 4, 4))
-    assert scores["adgt_nm"] == np.inf and np.isnan(scores["adf_nm"]) and scores["false_negatives"] == 1
+    # the one ground-truth voxel has no prediction to be near (ADF inf); no predicted voxel to average (ADGT NaN)
+    assert scores["adf_nm"] == np.inf and np.isnan(scores["adgt_nm"]) and scores["false_negatives"] == 1
+    assert scores["false_positives"] == 0
 
 
 def test_pooled_instance_scores_sum_counts_over_images():
@@ -81,3 +84,87 @@ def test_pooled_instance_scores_sum_counts_over_images():
     assert scores_from_counts(0, 3, 0)["precision"] == 0.0 and scores_from_counts(0, 0, 3)["recall"] == 0.0
     s = instance_scores(a, a)
     assert {k: s[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")} == scores_from_counts(2, 0, 0)
+
+
+# (z, y, x) nm, different along every axis so a swapped axis changes the figures
+ANISOTROPIC_NM = (30.0, 6.0, 4.0)
+
+
+def test_cremi_extra_detections_raise_adgt_only():
+    """ADGT averages over *predicted* voxels (cremi_python's acc_false_positives)."""
+    gt = np.zeros((5, 12, 20), np.uint16)
+    gt[1, 5, 5] = 1
+    pred = gt.copy()
+    pred[3, 5, 5] = 2  # two sections off: 2 x 30 = 60 nm
+    pred[1, 5, 15] = 3  # ten voxels along x: 40 nm
+    pred[1, 8, 5] = 4  # three voxels along y: 18 nm
+    pred[2, 6, 6] = 5  # one step on every axis: sqrt(30^2 + 6^2 + 4^2) nm
+    scores = cremi_cleft_scores(gt, pred, ANISOTROPIC_NM, threshold_nm=50.0)
+    adgt = (0 + 60 + 40 + 18 + np.sqrt(30**2 + 6**2 + 4**2)) / 5
+    assert scores["adgt_nm"] == pytest.approx(adgt)
+    assert scores["adf_nm"] == 0.0
+    assert scores["cremi_score_nm"] == pytest.approx(adgt / 2)
+    assert (scores["false_positives"], scores["false_negatives"]) == (1, 0)  # only the 60 nm voxel is > 50 nm
+    assert (scores["n_gt_voxels"], scores["n_pred_voxels"]) == (1, 5)
+
+
+def test_cremi_missed_cleft_raises_adf_only():
+    """ADF averages over *ground-truth* voxels (cremi_python's acc_false_negatives)."""
+    gt = np.zeros((5, 12, 20), np.uint16)
+    gt[1, 5, 2:6] = 1  # found: 4 voxels
+    gt[4, 10, 2:6] = 2  # missed: 3 sections and 5 rows away from the found one
+    pred = np.zeros_like(gt)
+    pred[1, 5, 2:6] = 9
+    scores = cremi_cleft_scores(gt, pred, ANISOTROPIC_NM, threshold_nm=90.0)
+    missed_nm = np.hypot(3 * 30.0, 5 * 6.0)  # same x: straight across
+    assert scores["adf_nm"] == pytest.approx((4 * 0 + 4 * missed_nm) / 8)
+    assert scores["adgt_nm"] == 0.0
+    assert scores["cremi_score_nm"] == pytest.approx(missed_nm / 4)
+    assert (scores["false_positives"], scores["false_negatives"]) == (0, 4)
+
+
+def test_cremi_directions_swap_with_the_arguments():
+    rng = np.random.default_rng(3)
+    a = (rng.random((6, 20, 20)) > 0.97).astype(np.uint8)
+    b = (rng.random((6, 20, 20)) > 0.95).astype(np.uint8)
+    ab, ba = cremi_cleft_scores(a, b, ANISOTROPIC_NM), cremi_cleft_scores(b, a, ANISOTROPIC_NM)
+    assert ab["adgt_nm"] == pytest.approx(ba["adf_nm"]) and ab["adf_nm"] == pytest.approx(ba["adgt_nm"])
+    assert ab["adgt_nm"] != pytest.approx(ab["adf_nm"])  # the case tells the directions apart
+    assert ab["false_positives"] == ba["false_negatives"]
+
+
+def _cremi_python_clefts(test, truth, resolution):
+    """cremi_python's ``Clefts`` (cremi/evaluation/Clefts.py), restated with scipy for the comparison."""
+    from scipy import ndimage
+
+    invalid = truth == 0xFFFFFFFFFFFFFFFE
+    test_mask = np.logical_or(test == 0xFFFFFFFFFFFFFFFF, invalid)
+    truth_mask = np.logical_or(truth == 0xFFFFFFFFFFFFFFFF, invalid)
+    test_edt = ndimage.distance_transform_edt(test_mask, sampling=resolution)
+    truth_edt = ndimage.distance_transform_edt(truth_mask, sampling=resolution)
+    return {
+        "acc_false_positives": truth_edt[~test_mask].mean(),
+        "acc_false_negatives": test_edt[~truth_mask].mean(),
+        "count_false_positives": int(np.sum(truth_edt[~test_mask] > 200)),
+        "count_false_negatives": int(np.sum(test_edt[~truth_mask] > 200)),
+    }
+
+
+def test_cremi_matches_cremi_python_with_masked_voxels():
+    rng = np.random.default_rng(0)
+    shape = (12, 60, 60)
+    gt = np.full(shape, CREMI_BACKGROUND, np.uint64)
+    pred = np.full(shape, CREMI_BACKGROUND, np.uint64)
+    gt[2:4, 10:14, 10:30] = 1
+    gt[10, 40:44, 40:50] = 2  # missed, >= 240 nm from any prediction
+    pred[2:4, 11:15, 12:32] = 5
+    pred[:4][rng.random((4,) + shape[1:]) > 0.995] = 6  # scattered false detections
+    gt[0, :, 50:] = CREMI_IGNORE  # a masked strip, with predictions in it
+    pred[0, 5:20, 52:58] = 7
+    ours = cremi_cleft_scores(gt, pred, (40.0, 4.0, 4.0))
+    ref = _cremi_python_clefts(pred, gt, (40.0, 4.0, 4.0))
+    assert ours["adgt_nm"] == pytest.approx(ref["acc_false_positives"])
+    assert ours["adf_nm"] == pytest.approx(ref["acc_false_negatives"])
+    assert ours["false_positives"] == ref["count_false_positives"] > 0
+    assert ours["false_negatives"] == ref["count_false_negatives"] > 0
+    assert ours["cremi_score_nm"] == pytest.approx((ref["acc_false_positives"] + ref["acc_false_negatives"]) / 2)

@@ -118,10 +118,11 @@ _METRIC_TEXT = {
                     "object is >= 0.5 after one-to-one Hungarian matching; ground-truth instances are "
                     "the connected components of the annotation. Measured after the package's "
                     "postprocessing recipe."),
-    "cremi_score_nm": ("CREMI cleft metrics: ADGT is the mean distance (nm) of ground-truth cleft voxels "
-                       "to the nearest predicted one, ADF of predicted voxels to the nearest ground-truth "
-                       "one; the CREMI score is their mean (lower is better). False positives / negatives "
-                       "count voxels farther than 200 nm. Foreground Dice is voxel-wise."),
+    "cremi_score_nm": ("CREMI cleft metrics: ADGT is the mean distance (nm) of predicted cleft voxels "
+                       "to the nearest ground-truth one (CREMI's average distance to ground truth: extra "
+                       "detections raise it), ADF of ground-truth cleft voxels to the nearest predicted one "
+                       "(missed clefts raise it); the CREMI score is their mean (lower is better). False "
+                       "positives / negatives count voxels farther than 200 nm. Foreground Dice is voxel-wise."),
     "foreground_iou": ("Foreground IoU (Jaccard) of the thresholded (> 0.5) first channel against the "
                        "annotation, voxel-wise, averaged over the held-out images; Dice alongside. Instance F1 "
                        "(IoU >= 0.5, Hungarian, after the postprocessing recipe) is reported too."),
