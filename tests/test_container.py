@@ -136,7 +136,7 @@ def test_version_and_models(image, tmp_path):
     assert r.stdout.strip() == VERSION
     r = _run_in(image, ["models"], tmp_path, apptainer_like=True)
     assert r.returncode == 0, r.stderr
-    assert len(PACKAGES) == 9
+    assert len(PACKAGES) >= 9  # every package of the checkout is in the image (the image is built from it)
     for name in PACKAGES:
         assert re.search(rf"^\s*{name}\b", r.stdout, re.M), f"{name} missing from:\n{r.stdout}"
 
