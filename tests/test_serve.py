@@ -504,3 +504,21 @@ def test_killed_worker_is_replaced_and_its_job_resumes(server, client, tmp_path)
     assert_same_outputs(ref, client.download(job_id, tmp_path / "remote"))
     after = server.worker_pids()
     assert len(after) == len(before) and not set(after) & set(before)
+
+
+def test_cluster_jobs_run_on_dask_with_the_same_output(tmp_path):
+    srv = Server(tmp_path / "srv", extra=["--cluster", "local:1"], workers=1)
+    shutil.copy(CROP, srv.data / "crop.tif")
+    ref = local_run([srv.data / "crop.tif"], tmp_path / "local")["crop"]
+    srv.start()
+    try:
+        from synapse_bmz.client import Client
+
+        with Client(srv.url, TOKENS["alice"]) as c:
+            job_id = c.submit(MODEL, path="crop.tif")
+            c.wait(job_id, timeout_s=300)
+            got = c.download(job_id, tmp_path / "remote")
+        assert json.loads((got / "provenance.json").read_text())["executor"] == "dask"
+        assert_same_outputs(ref, got)
+    finally:
+        srv.stop()
