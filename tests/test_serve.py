@@ -280,6 +280,10 @@ def test_output_names_cannot_escape(server, client):
         r = httpx.get(f"{server.url}/jobs/{job_id}/outputs/{name}", headers=headers())
         assert r.status_code == 404, (name, r.status_code)
     assert httpx.get(f"{server.url}/jobs/{job_id}/outputs/provenance.json", headers=headers()).status_code == 200
+    # deleting a finished job removes its files; the record stays, as 'expired'
+    assert client.cancel(job_id)["state"] == "expired"
+    assert client.outputs(job_id) == [] and not (server.state / "jobs" / job_id).exists()
+    assert httpx.get(f"{server.url}/jobs/{job_id}/outputs/provenance.json", headers=headers()).status_code == 404
 
 
 @pytest.mark.parametrize("options, words", [
