@@ -526,3 +526,13 @@ def test_cluster_jobs_run_on_dask_with_the_same_output(tmp_path):
         assert_same_outputs(ref, got)
     finally:
         srv.stop()
+
+
+def test_job_errors_are_the_runners_one_line(server, client):
+    job_id = client.submit(MODEL, path="crop.tif", options={"tile": [64, 64]})
+    job = client.wait(job_id, timeout_s=120, raise_on_error=False)
+    assert job["state"] == "failed" and "use at least 112,112" in job["error"], job
+    assert "\n" not in job["error"] and "Traceback" not in job["error"]
+    with pytest.raises(Exception, match="use at least 112,112"):
+        client.wait(job_id, timeout_s=10)
+    assert client.outputs(job_id) == []
