@@ -132,8 +132,9 @@ def run_blockwise(foreground, boundary, block_shape, halo):
 
 
 def compare_case(name, shape, n, radius_range, gap, seed, repeats, blockwise):
+    from analysis.evaluation import instance_scores
     from postprocessing import segment_vesicles
-    from postprocessing.compare import match_instances, same_partition
+    from postprocessing.compare import same_partition
 
     foreground, boundary, truth = make_case(shape, n, radius_range, gap, seed)
     voxels = int(foreground.size)
@@ -158,7 +159,7 @@ def compare_case(name, shape, n, radius_range, gap, seed, repeats, blockwise):
         "reference_voxels_per_s": round(voxels / reference_s),
         "identical": bool(identical),
         "differing_voxels": 0 if identical else _differing(ours, reference),
-        "recall_reference": round(match_instances(truth, reference)["recall"], 4),
+        "recall_reference": round(instance_scores(truth, reference)["recall"], 4),
     }
     print(
         f"  ours {ours_s:.2f} s, reference {reference_s:.2f} s, speedup {result['speedup']}x, "
@@ -194,8 +195,8 @@ def _differing(ours, reference):
 
 
 def dense_recall(shape, n, seed, repeats):
+    from analysis.evaluation import instance_scores
     from postprocessing import segment_vesicles
-    from postprocessing.compare import match_instances
 
     foreground, boundary, truth = make_case(shape, n, (9, 12), 2.0, seed)
     # Defaults derived from the expected radius (10.5 voxels).
@@ -204,9 +205,9 @@ def dense_recall(shape, n, seed, repeats):
         repeats + 1,
         warmup=True,
     )
-    ours = match_instances(truth, labels)
+    ours = instance_scores(truth, labels)
     reference_s, reference_labels = timed(lambda: reference_segment_vesicles(foreground, boundary), repeats)
-    reference = match_instances(truth, reference_labels)
+    reference = instance_scores(truth, reference_labels)
     print(
         f"[dense] {int(truth.max())} vesicles of radius 9-12 voxels: recall {ours['recall']:.3f} "
         f"(derived defaults) vs {reference['recall']:.3f} (SynapseNet's 8 voxels); "

@@ -31,6 +31,13 @@ def test_hungarian_prefers_one_to_one():
     assert instance_scores(gt, pred, 0.5)["tp"] == 2
 
 
+def test_iou_threshold_is_inclusive():
+    gt = np.array([[1, 1, 0, 2, 2]])
+    pred = np.array([[1, 1, 0, 2, 0]])  # IoU 1 and exactly 0.5
+    assert instance_scores(gt, pred, 0.5)["tp"] == 2
+    assert instance_scores(gt, pred, 0.51)["tp"] == 1
+
+
 def test_dice_and_iou():
     a = np.zeros((10, 10), int)
     b = np.zeros((10, 10), int)

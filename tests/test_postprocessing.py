@@ -5,6 +5,7 @@ import pytest
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from analysis.evaluation import instance_scores
 from postprocessing import (
     RECIPES,
     apply_recipe,
@@ -16,7 +17,7 @@ from postprocessing import (
     segment_vesicles,
 )
 from postprocessing._watershed import seeded_watershed
-from postprocessing.compare import match_instances, same_partition
+from postprocessing.compare import same_partition
 from postprocessing.synthetic import place_balls, vesicle_prediction
 
 
@@ -34,7 +35,7 @@ def test_vesicles_3d_ideal_f1_is_one():
     fg, bd, truth = vesicle_scene((48, 96, 96), 25, (6, 9))
     labels = segment_vesicles(fg, bd, (1.5, 1.5, 1.5), vesicle_radius_nm=11.0)
     assert labels.dtype == np.uint32 and labels.shape == truth.shape
-    assert match_instances(truth, labels)["f1"] == 1.0
+    assert instance_scores(truth, labels)["f1"] == 1.0
 
 
 def test_vesicles_2d_at_5nm_with_defaults():
@@ -43,9 +44,9 @@ def test_vesicles_2d_at_5nm_with_defaults():
     centers, radii = place_balls((256, 256), 120, (3.5, 5.0), rng, gap=1.0)
     fg, bd, truth = vesicle_prediction((256, 256), centers, radii, boundary_width=1.0)
     labels = segment_vesicles(fg, bd, (5.0, 5.0))
-    assert match_instances(truth, labels)["f1"] == 1.0
+    assert instance_scores(truth, labels)["f1"] == 1.0
     fast = segment_vesicles(fg, bd, (5.0, 5.0), mode="components")
-    assert match_instances(truth, fast)["f1"] == 1.0
+    assert instance_scores(truth, fast)["f1"] == 1.0
 
 
 def test_vesicles_touching_are_separated():
@@ -54,7 +55,7 @@ def test_vesicles_touching_are_separated():
     mask_components = ndimage.label(fg + bd > 0.5)[1]
     assert mask_components < len(np.unique(truth)) - 1
     labels = segment_vesicles(fg, bd, 1.0, vesicle_radius_nm=8.0)
-    assert match_instances(truth, labels)["f1"] == 1.0
+    assert instance_scores(truth, labels)["f1"] == 1.0
 
 
 def test_vesicles_anisotropic_voxels():
@@ -64,10 +65,10 @@ def test_vesicles_anisotropic_voxels():
     centers[:, 0] /= 3.0
     fg, bd, truth = vesicle_prediction(shape, centers, radii, voxel_size=voxel, boundary_width=1.5)
     labels = segment_vesicles(fg, bd, voxel, vesicle_radius_nm=9.5)
-    assert match_instances(truth, labels)["f1"] == 1.0
+    assert instance_scores(truth, labels)["f1"] == 1.0
     # Treating the volume as isotropic shrinks distances along z: fewer seeds.
     wrong = segment_vesicles(fg, bd, 1.0, vesicle_radius_nm=9.5, seed_distance_nm=4.0)
-    assert match_instances(truth, wrong)["f1"] < 1.0
+    assert instance_scores(truth, wrong)["f1"] < 1.0
 
 
 def smooth_noise(array, sigma, rng):
@@ -85,7 +86,7 @@ def test_vesicles_degrade_gracefully_with_noise():
         labels = segment_vesicles(
             smooth_noise(fg, sigma, rng), smooth_noise(bd, sigma, rng), 1.0, vesicle_radius_nm=8.5
         )
-        scores.append(match_instances(truth, labels)["f1"])
+        scores.append(instance_scores(truth, labels)["f1"])
     assert scores[0] == 1.0
     assert scores[1] >= 0.9
     assert scores[2] < scores[1]
@@ -97,21 +98,21 @@ def test_vesicles_empty_and_single_object():
     assert labels.dtype == np.uint32 and labels.shape == (16, 32, 32) and labels.max() == 0
     fg, bd, truth = vesicle_prediction((32, 40, 40), np.array([[16.0, 20, 20]]), np.array([10.0]))
     labels = segment_vesicles(fg, bd, 1.0, vesicle_radius_nm=10.0)
-    assert labels.max() == 1 and match_instances(truth, labels)["f1"] == 1.0
+    assert labels.max() == 1 and instance_scores(truth, labels)["f1"] == 1.0
 
 
 def test_vesicle_on_volume_border_is_kept():
     fg, bd, truth = vesicle_prediction((32, 40, 40), np.array([[0.0, 20, 39]]), np.array([10.0]))
     labels = segment_vesicles(fg, bd, 1.0, vesicle_radius_nm=10.0)
-    assert match_instances(truth, labels)["f1"] == 1.0
+    assert instance_scores(truth, labels)["f1"] == 1.0
 
 
 def test_synapsenet_fixed_seed_misses_small_vesicles_derived_default_does_not():
     fg, bd, truth = vesicle_scene((48, 96, 96), 40, (9, 12), seed=5)
     fixed = segment_vesicles(fg, bd, 1.0, seed_distance_nm=8.0, min_radius_nm=4.9)
     derived = segment_vesicles(fg, bd, 1.0, vesicle_radius_nm=10.5)
-    assert match_instances(truth, fixed)["recall"] < 0.95
-    assert match_instances(truth, derived)["recall"] == 1.0
+    assert instance_scores(truth, fixed)["recall"] < 0.95
+    assert instance_scores(truth, derived)["recall"] == 1.0
 
 
 def test_min_radius_removes_small_objects():
@@ -181,7 +182,7 @@ def test_mitochondria_recovered_and_holes_filled():
     fg_with_hole = fg.copy()
     fg_with_hole[15:18, 29:32, 24:27] = 0  # a hole inside the first one
     labels = segment_mitochondria(fg_with_hole, bd, 2.0, seed_distance_nm=8.0, min_volume_nm3=8000.0)
-    assert match_instances(truth, labels)["f1"] == 1.0
+    assert instance_scores(truth, labels)["f1"] == 1.0
     assert labels[16, 30, 25] == labels[16, 30, 20] != 0
     unfilled = segment_mitochondria(fg_with_hole, bd, 2.0, seed_distance_nm=8.0, fill_holes=False)
     assert unfilled[16, 30, 25] == 0
@@ -202,7 +203,7 @@ def test_clefts_components_and_size_filter():
     prob = (truth > 0).astype(np.float32) * 0.9
     prob[0, 0, 0] = 0.9  # one voxel of noise
     labels = segment_clefts(prob, (40.0, 4.0, 4.0), min_volume_nm3=2000.0)
-    assert match_instances(truth, labels)["f1"] == 1.0
+    assert instance_scores(truth, labels)["f1"] == 1.0
 
 
 def test_active_zone_restricted_to_membrane_of_vesicle_compartment():
@@ -238,11 +239,11 @@ def test_compartments_join_slices_and_drop_short_objects():
     truth[:, 1:31, 1:63] = 1
     truth[:, 33:63, 1:63] = 2
     labels = segment_compartments(boundary, (5.0, 5.0, 5.0), seed_distance_nm=20.0, min_area_nm2=500.0)
-    assert match_instances(truth, labels)["f1"] == 1.0
+    assert instance_scores(truth, labels)["f1"] == 1.0
     short = boundary.copy()
     short[:3, 31:33, :] = 0  # first 3 slices: one compartment
     labels = segment_compartments(short, 5.0, seed_distance_nm=20.0, min_area_nm2=500.0, min_slices=5)
-    kept = match_instances(truth[3:], labels[3:])
+    kept = instance_scores(truth[3:], labels[3:])
     assert kept["f1"] == 1.0 and labels.max() == 2
 
 
@@ -303,13 +304,12 @@ def test_recipe_equals_function():
     assert np.array_equal(via_recipe, segment_vesicles(fg, bd, 1.0, **params))
 
 
-def test_same_partition_and_matching():
+def test_same_partition():
+    # instance matching is analysis.evaluation's (tests/test_analysis_evaluation.py)
     a = np.array([[1, 1, 0, 2, 2]])
     assert same_partition(a, np.array([[5, 5, 0, 3, 3]]))
     assert not same_partition(a, np.array([[5, 5, 0, 5, 5]]))
     assert not same_partition(a, np.array([[5, 5, 5, 3, 3]]))
-    scores = match_instances(a, np.array([[1, 1, 0, 2, 0]]))
-    assert scores["tp"] == 1 and scores["fn"] == 1 and scores["fp"] == 1
 
 
 def test_package_does_not_import_torch():
@@ -344,9 +344,9 @@ def test_mitochondria_and_clefts_degrade_gracefully():
             smooth_noise(fg, sigma, rng), smooth_noise(bd, sigma, rng), 2.0,
             seed_distance_nm=6.0, min_volume_nm3=8000.0,
         )
-        mito_scores.append(match_instances(truth, labels)["f1"])
+        mito_scores.append(instance_scores(truth, labels)["f1"])
         prob = smooth_noise((clefts > 0).astype(np.float32), sigma, rng)
-        cleft_scores.append(match_instances(clefts, segment_clefts(prob, (40.0, 4.0, 4.0)))["f1"])
+        cleft_scores.append(instance_scores(clefts, segment_clefts(prob, (40.0, 4.0, 4.0)))["f1"])
     assert mito_scores[0] == 1.0 and mito_scores[1] >= 0.9 and mito_scores[2] < 1.0
     assert cleft_scores[0] == 1.0 and cleft_scores[1] >= 0.9 and cleft_scores[2] < 1.0
 

@@ -5,9 +5,10 @@ import pytest
 import zarr
 from scipy import ndimage
 
+from analysis.evaluation import instance_scores
 from postprocessing import apply_recipe, apply_recipe_blockwise
 from postprocessing.blockwise import iter_blocks
-from postprocessing.compare import match_instances, same_partition
+from postprocessing.compare import same_partition
 from postprocessing.synthetic import place_balls, vesicle_prediction
 
 
@@ -51,7 +52,7 @@ def test_vesicles_blockwise_equals_whole(n_workers):
     left = {int(v) for v in np.unique(whole[:, 31, :]) if v}
     right = {int(v) for v in np.unique(whole[:, 32, :]) if v}
     assert left & right
-    assert match_instances(truth, whole)["f1"] == 1.0
+    assert instance_scores(truth, whole)["f1"] == 1.0
     assert same_partition(whole, blockwise)
     # Labels are 1..N in raster order of first voxel.
     assert blockwise.max() == len(np.unique(blockwise)) - 1

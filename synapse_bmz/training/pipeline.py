@@ -46,11 +46,10 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
     thresholded foreground without a recipe); other tasks with a recipe add
     instance F1 (IoU >= 0.5, Hungarian), pooled over the validation data.
     """
-    from analysis.evaluation import cremi_cleft_scores, dice, foreground_iou, instance_scores, scores_from_counts
+    from analysis.evaluation import cremi_cleft_scores, dice, foreground_iou, pooled_instance_scores
     from postprocessing.recipes import apply_recipe
 
-    tp = fp = fn = 0
-    dices, ious, cremi = [], [], []
+    dices, ious, cremi, instance_pairs = [], [], [], []
     pp = cfg.package.postprocessing or {}
     clefts = cfg.package.task in CLEFT_TASKS
     scored = primary_metric(cfg)
@@ -78,8 +77,7 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
             cremi.append(cremi_cleft_scores((gt > 0).astype(np.uint32), found.astype(np.uint32),
                                             voxel_size_nm=tuple(cfg.data.voxel_size_nm)))
         elif labels is not None:
-            s = instance_scores(gt, labels, 0.5)
-            tp, fp, fn = tp + s["tp"], fp + s["fp"], fn + s["fn"]
+            instance_pairs.append((gt, labels))
     out = {"foreground_dice": float(np.mean(dices)), "foreground_iou": float(np.mean(ious))}
     out.update({f"dice_{name}": float(np.mean(v)) for name, v in channel_dice.items()})
     if clefts:
@@ -89,9 +87,9 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
         for key in ("false_positives", "false_negatives"):
             out[key] = int(sum(c[key] for c in cremi))
     elif want_instances:
-        pooled = scores_from_counts(tp, fp, fn)
+        pooled = pooled_instance_scores(instance_pairs, 0.5)
         out.update({"instance_f1": pooled["f1"], "instance_precision": pooled["precision"],
-                    "instance_recall": pooled["recall"], "n_ground_truth_objects": tp + fn})
+                    "instance_recall": pooled["recall"], "n_ground_truth_objects": pooled["tp"] + pooled["fn"]})
     return out
 
 
