@@ -50,7 +50,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one test seed, smaller extraction volume, no real data")
     p.add_argument("--no-real", action="store_true", help="skip the Drosophila VNC stack")
-    p.add_argument("--extraction-shape", default="32,1024,1024", help="z,y,x of the throughput volume")
+    p.add_argument("--extraction-shape", default="16,1024,1024", help="z,y,x of the throughput volume")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partners.json")
     return p.parse_args(argv)
 
