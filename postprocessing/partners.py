@@ -28,7 +28,7 @@ Numpy, scipy, scikit-image, pandas and edt only (no torch).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import edt
 import numpy as np
@@ -478,7 +478,8 @@ PARTNER_RECIPES: dict[str, Callable[..., pd.DataFrame]] = {
 _CONTEXT_NM: dict[str, Callable[[dict], float]] = {
     "synful_partners": lambda p: max(float(p.get("max_extent_nm", 600.0)),
                                      2.0 * float(p.get("nms_radius_nm", 100.0)) if p.get("method") == "nms" else 0.0),
-    "polarity_partners": lambda p: float(p.get("max_extent_nm", 600.0)) + 2.0 * float(np.max(p.get("dilation_nm", 50.0))),
+    "polarity_partners": lambda p: (float(p.get("max_extent_nm", 600.0))
+                                    + 2.0 * float(np.max(p.get("dilation_nm", 50.0)))),
 }
 
 _BLOCK_ONLY = ("max_extent_nm",)  # parameters of the block engine, not of the functions
@@ -591,8 +592,9 @@ def partners_of_block(name: str, prediction, voxel_size_nm: Sequence[float], par
     own = np.all((site >= lo) & (site < hi), axis=1) if len(site) else np.zeros(0, bool)
     if np.any(own & cut):
         ctx = partner_context_nm(name, params)
-        raise ValueError(f"{block.describe()}: a partner's {'component' if name == 'synful_partners' else 'synapse region'} "
-                         f"extends beyond the {ctx:g} nm context; raise `max_extent_nm`")
+        what = "component" if name == "synful_partners" else "synapse region"
+        raise ValueError(f"{block.describe()}: a partner's {what} extends beyond the {ctx:g} nm context; "
+                         "raise `max_extent_nm`")
     if name == "synful_partners":
         return _finish(pre[own], pos[own], value[own], volume[own], site[own], voxel, shape, neurons, drop)
     return _finish_polarity(pre[own], pos[own], value[own], volume[own], site[own], s_pre[own], shape, neurons, drop)

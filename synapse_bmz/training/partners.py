@@ -515,8 +515,11 @@ def write_partner_cover(path: Path, raw: np.ndarray, prediction: np.ndarray, tab
     z = int(np.bincount(zs, minlength=raw.shape[0]).argmax()) if len(zs) else raw.shape[0] // 2
     grey = _to_uint8(raw[z]).astype(np.float32)
     rgb = np.stack([grey] * 3, -1)
-    layers = ([(prediction[0, z], (255, 60, 60))] if target == "synful" else
-              [(prediction[2, z], (60, 120, 255)), (prediction[0, z], (60, 255, 60)), (prediction[1, z], (255, 60, 60))])
+    if target == "synful":
+        layers = [(prediction[0, z], (255, 60, 60))]
+    else:
+        layers = [(prediction[2, z], (60, 120, 255)), (prediction[0, z], (60, 255, 60)),
+                  (prediction[1, z], (255, 60, 60))]
     overlay = rgb.copy()
     for prob, colour in layers:
         a = np.clip(prob, 0, 1)[..., None] * 0.5
