@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", help="cuda or cpu (default: cuda if present)")
     d.add_argument("--quiet", action="store_true")
+    from .partners_cli import add_evaluate_partners_parser
+
+    add_evaluate_partners_parser(sub)
     return p
 
 
@@ -242,6 +245,15 @@ def cmd_simulate(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from .training.partners import is_partner_config
+
+    if is_partner_config(a.config):  # Synful / polarity targets: their own trainer, the same package builder
+        from .training.partners import train_and_package as train_partners
+
+        rdf = train_partners(a.config, out_dir=a.output, work_dir=a.work_dir, iterations=a.iterations,
+                             progress=not a.quiet)
+        print(f"package written: {rdf}")
+        return 0
     from .training.pipeline import train_and_package
 
     rdf = train_and_package(a.config, out_dir=a.output, work_dir=a.work_dir, device=a.device,
@@ -296,6 +308,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_train(a)
         if a.command == "adapt":
             return cmd_adapt(a)
+        if a.command == "evaluate-partners":
+            from .partners_cli import cmd_evaluate_partners
+
+            return cmd_evaluate_partners(a)
     except (Cancelled, KeyboardInterrupt) as e:
         why = str(e) if isinstance(e, Cancelled) else "SIGINT"
         hint = "; finished blocks are kept: run the same command with --resume to continue" if a.command == "run" else ""
