@@ -351,6 +351,14 @@ def _postprocess(session, pred, volume, partial: Path, markers_root: Path, resum
     table = api.measure(labels, tuple(volume.voxel_size_nm), raw=raw, per_section=labels.ndim > nd)
     table_name = f"{cfg.task}.csv"
     table.to_csv(partial / table_name, index=False)
+    from ..partners import is_partner_recipe
+
+    if is_partner_recipe(result.recipe):  # partner packages also get the partner table (partners.csv/.parquet)
+        from ..partners import partners_events, write_partner_tables
+
+        ptable = _drive(partners_events(session, pred, params=options.recipe_params, in_memory_voxels=threshold,
+                                        block_shape=options.postprocess_block), progress)
+        write_partner_tables(ptable, partial)
     return labels_name, table_name, int(len(table))
 
 
