@@ -67,6 +67,10 @@ class SegmentResult:
     params : dict
         Recipe parameters used (sizes in nm).
     voxel_size_nm : tuple of float
+    object_size_check : dict or None
+        `synapse_bmz.zoo.object_sizes.object_size_check` of the table against
+        the package's expected object sizes (its ``message`` says when the
+        voxel size may be wrong); None without a table or a package.
     """
 
     labels: Any
@@ -74,6 +78,7 @@ class SegmentResult:
     recipe: str
     params: Dict[str, Any]
     voxel_size_nm: Tuple[float, ...]
+    object_size_check: Optional[Dict[str, Any]] = None
 
     @property
     def n_objects(self) -> int:
@@ -489,7 +494,13 @@ def segment_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float]
         tab = measure(np.asarray(labels[...]), vs, raw=None if raw is None else np.asarray(raw[...]),
                       per_section=len(shape) > nd)
         yield ProgressEvent("measure", 1, 1)
-    return SegmentResult(labels=labels, table=tab, recipe=recipe, params=params, voxel_size_nm=vs)
+    size_check = None
+    if tab is not None and model is not None:
+        from .zoo.object_sizes import object_size_check
+
+        size_check = object_size_check(load_session(model).model.config, tab, vs, params)
+    return SegmentResult(labels=labels, table=tab, recipe=recipe, params=params, voxel_size_nm=vs,
+                         object_size_check=size_check)
 
 
 segment = _draining(segment_events)

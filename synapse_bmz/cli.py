@@ -157,6 +157,17 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return serve(cfg, a.host, a.port, token_file, a.threads_per_worker)
 
 
+def _without_size_warnings(results):
+    """Drain ``results`` with the runner's `ObjectSizeWarning` silenced: ``cmd_run`` prints it as one line."""
+    import warnings
+
+    from .zoo.object_sizes import ObjectSizeWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ObjectSizeWarning)
+        yield from results
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from .runner.run import RunFailure, RunOptions, iter_run
 
@@ -182,7 +193,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         results = iter_run(a.model, a.inputs, a.output, opts)
     failures = []
     n_ok = 0
-    for res in results:
+    for res in _without_size_warnings(results):
         if isinstance(res, RunFailure):
             failures.append(res)
             print(f"synapse-bmz: error: {res.message}", file=sys.stderr, flush=True)
@@ -196,6 +207,9 @@ def cmd_run(a: argparse.Namespace) -> int:
                    if res.blocks_computed < res.blocks_total else "")
         speed = res.voxels / res.predict_s / 1e6 if res.predict_s > 0 else float("nan")
         print(f"{res.input} -> {res.output_dir}: {speed:.2f} M voxels/s{found}{resumed}", flush=True)
+        check = getattr(res, "object_size_check", None) or {}
+        if check.get("message"):
+            print(f"synapse-bmz: warning: {res.input}: {check['message']}", file=sys.stderr, flush=True)
     if failures:
         if len(failures) + n_ok > 1:
             print(f"synapse-bmz: {len(failures)} of {len(failures) + n_ok} inputs failed:", file=sys.stderr)

@@ -315,6 +315,14 @@ def job_options(options) -> Dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items() if v is not None}
 
 
+def _object_size_check(output_dir: Path) -> Optional[dict]:
+    """The job's ``object_size_check`` from its downloaded ``provenance.json`` (None if it has none)."""
+    try:
+        return json.loads((output_dir / "provenance.json").read_text()).get("object_size_check")
+    except (OSError, ValueError):
+        return None
+
+
 def iter_remote_run(server: str, token_file: Optional[Path], model: str, inputs: Sequence[str],
                     out_root: Path, options) -> Iterator[object]:
     """`synapse_bmz.runner.run.iter_run`, but each input runs on a server; yields RunResult/RunFailure."""
@@ -354,6 +362,7 @@ def iter_remote_run(server: str, token_file: Optional[Path], model: str, inputs:
                                 n_objects=res.get("n_objects"), voxels=int(res.get("voxels") or 0),
                                 predict_s=float(res.get("predict_s") or 0.0), total_s=time.perf_counter() - t0,
                                 blocks_computed=int(res.get("blocks_computed") or 0),
-                                blocks_total=int(res.get("blocks_total") or 0))
+                                blocks_total=int(res.get("blocks_total") or 0),
+                                object_size_check=_object_size_check(final))
             except SynapseBmzError as e:
                 yield RunFailure(path, str(e), True, e)

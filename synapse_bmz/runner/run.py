@@ -20,6 +20,7 @@ import shutil
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
@@ -29,6 +30,7 @@ import numpy as np
 from .. import __version__
 from ..errors import OptionError, OutputError, SynapseBmzError
 from ..io.atomic import process_alive
+from ..zoo.object_sizes import ObjectSizeWarning, object_size_check
 from ..zoo.registry import LoadedModel, load_model
 
 LABEL_FORMATS = ("tif", "zarr", "mrc", "h5", "npy")
@@ -76,6 +78,9 @@ class RunResult:
     skipped: bool = False
     blocks_computed: int = 0
     blocks_total: int = 0
+    #: `synapse_bmz.zoo.object_sizes.object_size_check` of the objects found (None without postprocessing);
+    #: its ``message`` says when the voxel size may be wrong
+    object_size_check: Optional[dict] = None
 
 
 @dataclass
@@ -307,6 +312,7 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
         voxels=int(np.prod(volume.data.shape)), predict_s=predict_s,
         total_s=time.perf_counter() - t_start, blocks_computed=int(pred.attrs["blocks_computed"]),
         blocks_total=int(pred.attrs["blocks_total"]),
+        object_size_check=provenance.get("object_size_check"),
     )
 
 
@@ -359,6 +365,10 @@ def _postprocess(session, pred, volume, partial: Path, markers_root: Path, resum
         ptable = _drive(partners_events(session, pred, params=options.recipe_params, in_memory_voxels=threshold,
                                         block_shape=options.postprocess_block), progress)
         write_partner_tables(ptable, partial)
+    check = object_size_check(cfg, table, volume.voxel_size_nm, result.params)
+    provenance["object_size_check"] = check
+    if check["message"]:
+        warnings.warn(f"{provenance['input']}: {check['message']}", ObjectSizeWarning, stacklevel=2)
     return labels_name, table_name, int(len(table))
 
 

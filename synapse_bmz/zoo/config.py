@@ -58,6 +58,11 @@ class SynapseBmzConfig(BaseModel):
         torch profiler when the package was built; the runner sizes tiles with it.
     accuracy : dict
         Figures on the held-out split, as stated in the model card.
+    object_radius_nm : [low, high] of float or None
+        Equivalent radius (nm) of the objects the package was trained on;
+        the runner says when the objects it finds are far outside it (a
+        wrong voxel size, `synapse_bmz.zoo.object_sizes`). Optional: without
+        it the recipe's or the task's default applies.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -70,6 +75,14 @@ class SynapseBmzConfig(BaseModel):
     postprocessing: Optional[PostprocessingSpec] = None
     activation_bytes_per_voxel: Optional[float] = None
     accuracy: Dict[str, Any] = Field(default_factory=dict)
+    object_radius_nm: Optional[List[float]] = None
+
+    @field_validator("object_radius_nm")
+    @classmethod
+    def _radius_range(cls, v: Optional[List[float]]) -> Optional[List[float]]:
+        if v is not None and (len(v) != 2 or not 0 < v[0] <= v[1]):
+            raise ValueError("object_radius_nm must be [low, high] in nm with 0 < low <= high")
+        return v
 
     @field_validator("voxel_size_nm")
     @classmethod
