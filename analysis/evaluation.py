@@ -26,9 +26,9 @@ Ground-truth voxels equal to ``ignore_label`` (CREMI's masked value
 ``0xfffffffffffffffe`` by default) count as background on both sides, so they
 are left out of every count and average — cremi_python does the same by
 folding them into both background masks. Where cremi_python leaves the empty
-cases undefined (``np.mean`` of nothing; a distance transform with no
-background voxel), we return NaN for the average of an empty side and inf for
-distances to an empty side.
+cases undefined (``np.mean`` of nothing; scipy's distance transform of a side
+without cleft voxels, which has no zero to measure from), we return NaN for
+the average over an empty side and inf for distances to an empty side.
 """
 
 from __future__ import annotations
