@@ -362,7 +362,8 @@ def test_recipe_forms_carry_every_package_parameter(qtbot):
         values = RecipeForm(spec.recipe, spec.params).values()
         expected = {p.name: p.default for p, _ in recipe_parameters(spec.recipe) if p.default is not None}
         assert values == {**expected, **spec.params}, name
-    assert recipes == {"vesicles", "mitochondria", "active_zone", "clefts", "compartments", "ribbon"}
+    assert recipes == {"vesicles", "mitochondria", "active_zone", "clefts", "compartments", "ribbon",
+                       "synful_partners", "polarity_partners"}
 
 
 def test_postprocessing_rerun_and_size_filter(make_napari_viewer, qtbot, tmp_path, prediction_store):

@@ -23,11 +23,18 @@ from ._layers import features_of, labels_of, meta_of, put_layer, voxel_size_of
 from ._worker import TaskPanel
 
 
+#: Keyword parameters that take arrays although their annotation does not say so.
+ARRAY_PARAMETERS = ("neurons",)
+
+
 def recipe_function(recipe: str):
     """The `postprocessing` function behind recipe ``recipe`` (``segment_<recipe>``, see `postprocessing.recipes`)."""
     import postprocessing
+    from postprocessing import partners
 
-    fn = getattr(postprocessing, f"segment_{recipe}", None)
+    # partner recipes: the form shows the extraction's parameters (the labels use a subset of them)
+    fn = {"synful_partners": partners.synful_partners, "polarity_partners": partners.polarity_partners}.get(
+        recipe, getattr(postprocessing, f"segment_{recipe}", None))
     if fn is None:
         from postprocessing.recipes import RECIPES
 
@@ -38,14 +45,17 @@ def recipe_function(recipe: str):
 def recipe_parameters(recipe: str) -> List[Tuple[inspect.Parameter, Any]]:
     """``(parameter, type)`` of each keyword parameter of the recipe's function a form can set.
 
-    Array-valued parameters (e.g. ``vesicles=`` of the ribbon recipe) are left out:
-    they are only available through the functions (see `postprocessing.recipes`).
+    Array-valued parameters (``vesicles=`` of the ribbon recipe, ``neurons=`` of the
+    partner recipes) are left out: they are only available through the functions
+    (see `postprocessing.recipes`).
     """
     fn = recipe_function(recipe)
     hints = typing.get_type_hints(fn)
     out = []
     for p in inspect.signature(fn).parameters.values():
         hint = hints.get(p.name, type(p.default))
+        if p.name in ARRAY_PARAMETERS:
+            continue
         if p.kind is inspect.Parameter.KEYWORD_ONLY and np.ndarray not in (hint, *typing.get_args(hint)):
             out.append((p, hint))
     return out
@@ -75,22 +85,33 @@ class RecipeForm(Container):
         params = dict(params or {})
         self.recipe = recipe
         self.parameters = [p for p, _ in recipe_parameters(recipe)]
+        # free-text choices (e.g. the partner recipes' ``method``, ``location``): passed as strings
+        self.text = {p.name for p, hint in recipe_parameters(recipe) if hint is str}
+        # package parameters that are not the function's (e.g. a partner recipe's block context
+        # ``max_extent_nm``) travel unchanged, so a re-run uses the package's full recipe
+        names = {p.name for p in self.parameters}
+        self.extra = {k: v for k, v in params.items() if k not in names}
         widgets = [_widget_for(p, hint, params.get(p.name, p.default)) for p, hint in recipe_parameters(recipe)]
         super().__init__(widgets=widgets)
 
     def values(self) -> Dict[str, Any]:
         """Parameter values (sizes in nm); optional fields left empty are not passed."""
-        out = {}
+        out = dict(self.extra)
         for p in self.parameters:
             w = self[p.name]
-            if isinstance(w, LineEdit):
+            if p.name in self.text:
+                out[p.name] = w.value.strip()
+            elif isinstance(w, LineEdit):
                 text = w.value.strip()
                 if not text:
                     continue
-                try:
-                    out[p.name] = float(text)
+                try:  # one number, or one per axis (z, y, x) as "a, b, c" or "[a, b, c]"
+                    numbers = [float(t) for t in text.strip("[]() ").split(",") if t.strip()]
                 except ValueError:
-                    raise OptionError(p.name, f"expected a number or nothing, got {text!r}") from None
+                    numbers = []
+                if not numbers:
+                    raise OptionError(p.name, f"expected a number, numbers per axis, or nothing, got {text!r}")
+                out[p.name] = numbers[0] if len(numbers) == 1 and "," not in text else numbers
             else:
                 out[p.name] = w.value
         return out
