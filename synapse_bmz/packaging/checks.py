@@ -27,6 +27,8 @@ DEEPIMAGEJ_TORCHSCRIPT_OPS = {
     "prim::Constant", "prim::ListConstruct", "prim::GetAttr", "prim::CallMethod",
     "prim::TupleConstruct", "prim::TupleUnpack", "prim::NumToTensor", "aten::size",
     "aten::Int", "aten::add", "aten::add_",
+    # global average pooling of feature extractors (vgg3d_features); a core op in PyTorch 1.13
+    "aten::mean",
 }
 
 
@@ -113,7 +115,9 @@ def rdf_problems(rdf_path: Path) -> List[str]:
             if not (isinstance(size, dict) and size.get("min", 0) > 0 and size.get("step", 0) > 0):
                 problems.append(f"input axis {a.get('id')} lacks a ParameterizedSize min/step")
     for t in rdf.get("outputs", []):
-        if not any(a.get("halo") for a in t["axes"] if a["type"] == "space"):
+        # a feature vector (batch x features) has no spatial axes, hence nothing to tile and no halo
+        has_space = any(a["type"] == "space" for a in t["axes"])
+        if has_space and not any(a.get("halo") for a in t["axes"] if a["type"] == "space"):
             problems.append(f"output {t['id']} declares no halo")
     base = Path(rdf_path).parent
     for name, entry in _file_entries(rdf):

@@ -15,6 +15,8 @@ from ..errors import ModelError
 Task = Literal[
     "vesicles", "mitochondria", "active_zone", "compartments", "ribbon",
     "clefts", "synapses", "membranes", "segmentation",
+    # feature extractors (vgg3d_features): output batch x features, no spatial axes, no recipe
+    "features",
 ]
 
 
