@@ -319,6 +319,13 @@ def test_bad_submissions(server, tmp_path):
         zf.writestr("../../escaped.png", b"x")
     r = httpx.post(url, headers=headers(), data={"model": MODEL}, files={"file": ("evil.zip", evil.read_bytes())})
     assert r.status_code == 400 and "unsafe path" in r.json()["detail"]
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:  # 17 MB of zeros in a few kB
+        for i in range(2):
+            zf.writestr(f"s{i}.png", b"\0" * ((17 << 20) // 2))
+    assert bomb.stat().st_size < 1 << 20
+    r = httpx.post(url, headers=headers(), data={"model": MODEL}, files={"file": ("bomb.zip", bomb.read_bytes())})
+    assert r.status_code == 413 and "unpacks to" in r.json()["detail"]
     assert not list(server.state.rglob("escaped.png")) and not (server.root / "escaped.png").exists()
     # nothing of the refused submissions is left in the state folder
     known = {j["id"] for user in TOKENS for j in httpx.get(server.url + "/jobs", headers=headers(user)).json()}
@@ -431,7 +438,11 @@ def test_server_killed_mid_job_resumes_to_identical_output(tmp_path):
         srv.kill()
         assert workers and not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"
                                    for p in workers), "workers outlived the killed server"
+        orphan = srv.state / "jobs" / "0123456789abcdef0123456789abcdef"  # a submission killed mid-upload
+        (orphan / "input").mkdir(parents=True)
+        (orphan / "input" / "half.tif").write_bytes(b"II*\0")
         srv.start()
+        assert not orphan.exists()
         with Client(srv.url, TOKENS["alice"]) as c:
             job = c.wait(job_id, timeout_s=180)
             assert job["attempts"] == 2 and job["result"]["blocks_computed"] < job["result"]["blocks_total"]

@@ -290,7 +290,7 @@ def create_app(cfg: ServeConfig, supervisor=None) -> FastAPI:
                     raise Problem(400, "Bad Request", str(e)) from None
                 input_path, input_name = str(target), safe_filename(path.rpartition("/")[2])
             else:
-                input_path, input_name = _save_upload(file, job_dir / "input")
+                input_path, input_name = _save_upload(file, job_dir / "input", 8 * cfg.max_upload_bytes)
             _check_readable(input_path, opts, shown=input_name)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
@@ -406,8 +406,9 @@ def _parse_options(text: str) -> JobOptions:
         raise Problem(422, "Unprocessable Content", f"options: {e}") from None
 
 
-def _save_upload(file: UploadFile, folder: Path) -> tuple:
-    """Store an upload under the job folder; a zip of slices becomes a folder (traversal-guarded)."""
+def _save_upload(file: UploadFile, folder: Path, max_unpacked_bytes: int) -> tuple:
+    """Store an upload under the job folder; a zip of slices becomes a folder (traversal-guarded,
+    at most ``max_unpacked_bytes`` once unpacked, so a small zip cannot fill the disk)."""
     name = safe_filename(file.filename)
     suffix = Path(name).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
@@ -425,6 +426,11 @@ def _save_upload(file: UploadFile, folder: Path) -> tuple:
 
     stack = folder / Path(name).stem
     try:
+        with zipfile.ZipFile(target) as zf:
+            unpacked = sum(m.file_size for m in zf.infolist())
+        if unpacked > max_unpacked_bytes:
+            raise Problem(413, "Payload Too Large",
+                          f"{name}: unpacks to {unpacked} bytes, more than {max_unpacked_bytes} (8x the upload limit)")
         safe_extract(target, stack)
     except zipfile.BadZipFile as e:
         raise Problem(400, "Bad Request", f"{name}: not a valid zip: {e}") from None

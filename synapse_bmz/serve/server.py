@@ -80,6 +80,11 @@ class Supervisor:
         moved = store.requeue_orphans(lambda pid: False)
         if moved:
             print(f"synapse-bmz serve: {len(moved)} interrupted job(s) queued again to resume", file=sys.stderr)
+        # folders of submissions the previous server did not finish accepting (killed mid-upload)
+        known = {j.id for j in store.list(limit=1 << 62)}
+        for folder in (self.cfg.state_dir / "jobs").iterdir():
+            if folder.is_dir() and folder.name not in known:
+                shutil.rmtree(folder, ignore_errors=True)
         store.close()
         for i in range(len(self.devices)):
             self.procs[i] = self._spawn(i)
