@@ -155,6 +155,7 @@ def build_feature_package(model, sample_input: np.ndarray, out_dir: Path, *, nam
         if out_dir.exists():
             shutil.rmtree(out_dir)
         work.rename(out_dir)
+        out_dir.chmod(0o755)  # mkdtemp made it private; packages are shared read-only folders
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
