@@ -116,7 +116,8 @@ def test_cluster_run_writes_everything_and_reruns_from_its_config(sim_volume, ti
     add_parser(p.add_subparsers(dest="command"))
     a = p.parse_args(["cluster", str(sim_volume / "raw.tif"), "--synapses", str(sim_volume / "synapses.csv"),
                       "--labels", f"vesicles={sim_volume / 'vesicles.tif'}", "--model", str(tiny_extractor.parent),
-                      "--segmentation-type", "6", "--alpha", "0.5", "--k-range", "2,4", "-o", str(tmp_path / "out")])
+                      "--segmentation-type", "6", "--alpha", "0.5", "--k-range", "2,4", "-o", str(tmp_path / "out"),
+                      "--attention-layers", "early,20"])
     cfg = config_from_args(a)
     from synapse_bmz.cluster.pipeline import run_cluster
 
@@ -138,12 +139,14 @@ def test_cluster_run_writes_everything_and_reruns_from_its_config(sim_volume, ti
     assert "6 synapses cropped" in log and "k = " in log
     html = (folder / "report.html").read_text()
     for fid in ("umap_2d_cluster", "umap_2d_source", "tsne_3d_cluster", "silhouette", "elbow", "vesicle_cloud",
-                "crops_cluster_0", "presynapse"):
+                "crops_cluster_0", "presynapse", "attention"):
         assert f'id="{fid}"' in html, fid
     import re
 
     # opens offline: plotly.js is inlined, no script is fetched
     assert not re.findall(r"<script[^>]*\ssrc=", html) and "Plotly.newPlot" in html and len(html) > 1e6
+    pngs = sorted((folder / "attention").glob("cluster*.png"))
+    assert len(pngs) == run.k and (folder / "attention" / "top_regions.csv").is_file()
     saved = yaml.safe_load((folder / "config.yaml").read_text())
     assert saved["segmentation_type"] == 6 and saved["alpha"] == 0.5
     # the saved configuration repeats the run (same features and clusters) into a new folder

@@ -42,6 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="pre side = the side whose segment holds more vesicles (needs segments and vesicles)")
     c.add_argument("--k-range", help="KMeans k from,to (default 2,10); k is chosen by silhouette")
     c.add_argument("--embeddings", help="comma-separated: umap,tsne (default both)")
+    c.add_argument("--attention-layers", help="Grad-CAM layers, comma-separated indices or early,middle,late "
+                   "(features.3/.20/.27); PNGs of the first synapse of each cluster go to attention/")
     c.add_argument("--seed", type=int)
     c.add_argument("--threads", type=int, help="torch threads (default 1)")
     return c
@@ -62,6 +64,9 @@ def config_from_args(a: argparse.Namespace):
         except ValueError:
             raise OptionError("--k-range", f"expected two integers from,to, got {a.k_range!r}") from None
         upd.update(k_min=lo, k_max=hi)
+    if a.attention_layers:
+        upd["attention_layers"] = [int(v) if v.strip().isdigit() else v.strip()
+                                   for v in a.attention_layers.split(",") if v.strip()]
     if a.embeddings:
         upd["embeddings"] = [e.strip() for e in a.embeddings.split(",") if e.strip()]
     if a.raw:

@@ -24,7 +24,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Literal, Optional
+from typing import Dict, List, Literal, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -72,6 +72,10 @@ class ClusterConfig(BaseModel):
     seed: int = 0
     threads: int = Field(default=1, ge=1)
     report_crops_per_cluster: int = Field(default=3, ge=0)
+    #: Grad-CAM layers (indices into ``features`` or early/middle/late); empty = no attention maps
+    attention_layers: List[Union[int, str]] = Field(default_factory=list)
+    attention_per_cluster: int = Field(default=1, ge=1)
+    attention_slices: int = Field(default=3, ge=1)
 
 
 def load_cluster_config(path) -> ClusterConfig:
@@ -234,9 +238,12 @@ def run_cluster(cfg: ClusterConfig, *, base_dir: Optional[Path] = None) -> Clust
         info = {"k": choice.k, "elbow_k": choice.elbow_k, "silhouette": choice.silhouette, "inertia": choice.inertia,
                 "n_synapses": int(len(x)), "n_features": int(x.shape[1]), "seconds": round(time.time() - t0, 2)}
         (partial / "clustering.json").write_text(json.dumps(info, indent=2))
+        attention = []
+        if cfg.attention_layers and crops is not None:
+            attention = _attention(model, crops, table, cfg, partial / "attention", log)
         from .report import write_report
 
-        write_report(partial / "report.html", table, choice, pre, summary, crops, cfg)
+        write_report(partial / "report.html", table, choice, pre, summary, crops, cfg, attention)
         log.info("done in %.1f s: %s", time.time() - t0, folder)
         handler.close()
         log.removeHandler(handler)
@@ -247,6 +254,36 @@ def run_cluster(cfg: ClusterConfig, *, base_dir: Optional[Path] = None) -> Clust
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return ClusterRun(folder=folder, n_synapses=int(len(x)), k=choice.k, silhouette=choice.silhouette[choice.k])
+
+
+def _attention(model, crops, table, cfg: ClusterConfig, folder: Path, log) -> list:
+    """Grad-CAM PNGs of the first synapses of each cluster and the top attended regions (middle layer)."""
+    from .gradcam import multi_layer_cam, top_attended_regions, write_cam_png
+
+    folder.mkdir()
+    written, maps, ids = [], [], []
+    for c in sorted(table["cluster"].unique()):
+        for i in np.flatnonzero(table["cluster"].to_numpy() == c)[: cfg.attention_per_cluster]:
+            try:
+                cams = multi_layer_cam(model, crops[i], cfg.attention_layers)
+            except ValueError as e:
+                raise OptionError("--attention-layers", str(e)) from None
+            sid = str(table["synapse_id"][i])
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in sid)
+            path = write_cam_png(folder / f"cluster{c}_{safe}.png", crops[i], cams, cfg.attention_slices)
+            written.append((int(c), sid, list(cams), path))
+            maps.append(list(cams.values())[len(cams) // 2])
+            ids.append(sid)
+    top = top_attended_regions(np.stack(maps), _crop_voxel_size(cfg), ids, n_top=min(5, len(maps)))
+    top.to_csv(folder / "top_regions.csv", index=False)
+    log.info("attention maps (layers %s) of %d synapses", cfg.attention_layers, len(written))
+    return written
+
+
+def _crop_voxel_size(cfg: ClusterConfig):
+    from ..zoo.registry import read_rdf, resolve_package
+
+    return tuple(read_rdf(resolve_package(cfg.model))["config"]["synapse_bmz"]["voxel_size_nm"])
 
 
 def _extractor(cfg: ClusterConfig):

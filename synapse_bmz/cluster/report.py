@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ def _scatter(table, cols, color, title):
 
 
 def write_report(path: Path, table: pd.DataFrame, choice, presynapse: pd.DataFrame, summary: pd.DataFrame,
-                 crops: Optional[np.ndarray], cfg) -> Path:
+                 crops: Optional[np.ndarray], cfg, attention: Sequence = ()) -> Path:
     """Write ``report.html``: embeddings coloured by cluster and by source volume (2D and 3D),
     silhouette and elbow curves, representative crops per cluster (central z slice), presynapse
     summary and vesicle-cloud volume per cluster.
@@ -74,6 +74,15 @@ def write_report(path: Path, table: pd.DataFrame, choice, presynapse: pd.DataFra
     for i, (fid, fig) in enumerate(figs):
         div = fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig_{fid}")
         parts.append(f'<div class="figure" id="{fid}">{div}</div>')
+    att = []
+    for c, sid, layers, png in attention:
+        import base64
+
+        data = base64.b64encode(Path(png).read_bytes()).decode()
+        att.append(f'<figure><img src="data:image/png;base64,{data}" alt="attention {html.escape(sid)}">'
+                   f'<figcaption>cluster {c}, synapse {html.escape(sid)}: crop, then Grad-CAM of '
+                   f'{", ".join(layers)} (rows: z slices)</figcaption></figure>')
+    att_html = (f'<h2>Attention maps</h2><div class="figure" id="attention">{"".join(att)}</div>' if att else "")
     pre_html = presynapse.to_html(index=False, float_format=lambda v: f"{v:.3f}") if len(presynapse) else \
         "<p>No pre-synaptic neuron has two or more synapses (or no segments were given).</p>"
     text = f"""<!doctype html>
@@ -85,6 +94,7 @@ def write_report(path: Path, table: pd.DataFrame, choice, presynapse: pd.DataFra
 {cfg.pooling} pooling{', random weights' if cfg.random_weights else ''}); segmentation type {cfg.segmentation_type}, alpha {cfg.alpha};
 KMeans k = {choice.k} by silhouette ({choice.silhouette[choice.k]:.3f}), elbow at k = {choice.elbow_k}.</p>
 {''.join(parts)}
+{att_html}
 <h2>Presynapse analysis</h2>
 <p>Per pre-synaptic neuron: mean feature distance among its synapses vs. to other synapses (ratio &lt; 1: alike).</p>
 <div class="table" id="presynapse">{pre_html}</div>
