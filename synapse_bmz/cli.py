@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .partners_cli import add_evaluate_partners_parser
 
     add_evaluate_partners_parser(sub)
+    from .cluster.cli import add_parser as add_cluster_parser
+
+    add_cluster_parser(sub)
     return p
 
 
@@ -259,6 +262,16 @@ def cmd_simulate(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    import yaml
+
+    try:
+        model_kind = (yaml.safe_load(Path(a.config).read_text()) or {}).get("model")
+    except (OSError, yaml.YAMLError, AttributeError):
+        model_kind = None  # the trainers report an unreadable config in their own words
+    if model_kind == "vgg3d":  # the SynapseClusterEM feature extractor: supervised on simulated synapse classes
+        from .training.vgg3d import main as train_vgg3d
+
+        return train_vgg3d([str(a.config)] + (["--out", str(a.output)] if a.output else []))
     from .training.partners import is_partner_config
 
     if is_partner_config(a.config):  # Synful / polarity targets: their own trainer, the same package builder
@@ -322,6 +335,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_train(a)
         if a.command == "adapt":
             return cmd_adapt(a)
+        if a.command == "cluster":
+            from .cluster.cli import cluster_command
+
+            return cluster_command(a)
         if a.command == "evaluate-partners":
             from .partners_cli import cmd_evaluate_partners
 

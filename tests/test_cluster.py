@@ -178,3 +178,16 @@ def test_bad_k_range_and_config(tmp_path, capsys):
     bad.write_text("segmentation_type: 12\n")
     assert main(["cluster", "--config", str(bad)]) == 2
     assert "segmentation_type" in capsys.readouterr().err
+
+
+def test_run_refuses_the_feature_extractor_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    r = subprocess.run([sys.executable, "-m", "synapse_bmz", "run", "vgg3d_features",
+                        str(REPO / "synapse_bmz" / "sample_data" / "epfl_vesicles_crop.tif"), "-o", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "use `synapse-bmz cluster" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o" / "epfl_vesicles_crop").exists()

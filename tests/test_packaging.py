@@ -29,6 +29,11 @@ def test_consumer_contracts_of_built_package(tiny_package_2d, check):
     assert check(tiny_package_2d / "rdf.yaml") == []
 
 
+#: The VGG3D architecture is fixed by SynapseClusterEM (channels 24-48-96-192, ~2.0 M parameters):
+#: 8 MB per float32 weight format, so its three formats cannot fit the 15 MB every other package keeps.
+SIZE_EXCEPTIONS_BYTES = {"vgg3d_features": 28e6}
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_packages_meet_consumer_contracts(name):
     rdf = resolve_package(name)
@@ -37,7 +42,8 @@ def test_shipped_packages_meet_consumer_contracts(name):
     assert onnx_problems(rdf) == []
     assert set(core_test_all_weight_formats(rdf).values()) == {"passed"}
     size = sum(f.stat().st_size for f in rdf.parent.iterdir())
-    assert size < 15e6, f"{name} is {size / 1e6:.1f} MB; keep packages under 15 MB"
+    limit = SIZE_EXCEPTIONS_BYTES.get(name, 15e6)
+    assert size < limit, f"{name} is {size / 1e6:.1f} MB; keep packages under {limit / 1e6:.0f} MB"
 
 
 def test_rdf_check_catches_bad_fields(tiny_package_2d, tmp_path):

@@ -265,6 +265,11 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
         raise OptionError("--format", f"{options.label_format}: unknown label format (choose from {', '.join(LABEL_FORMATS)})")
     model = session.model
     cfg = model.config
+    if cfg is not None and cfg.task == "features":
+        from ..errors import ModelError
+
+        raise ModelError(f"{model.name}: a feature extractor (output: batch x features), not a segmentation "
+                         "network; use `synapse-bmz cluster RAW --synapses TABLE -o OUT`")
     source = api.FileInput(str(input_path), tuple(options.voxel_size_nm) if options.voxel_size_nm else None)
     volume = source.volume()  # reads the header now, so a bad input fails before any folder is made
     partial, resumed = _prepare_partial(out_dir, _fingerprint(model, input_path, options), options.resume)
