@@ -31,7 +31,7 @@ SAMPLE = REPO / "synapse_bmz" / "sample_data" / "epfl_vesicles_crop.tif"
 CONTAINERS = REPO / "containers"
 VERSION = re.search(r'^version\s*=\s*"([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
 IMAGE = os.environ.get("SYNAPSE_BMZ_IMAGE", f"localhost/synapse-bmz:{VERSION}-cpu")
-SIZE_LIMIT = 2.5e9  # bytes: the CPU image's target
+SIZE_LIMIT = 2.6e9  # bytes: the CPU image's target (2.5 GB until clustering brought umap-learn, numba and llvmlite)
 RUN_TIMEOUT = 900
 
 PACKAGES = sorted(p.name for p in (REPO / "model_packages").iterdir() if (p / "rdf.yaml").is_file())
