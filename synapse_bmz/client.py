@@ -287,14 +287,9 @@ class _upload_file:
 def read_token(token_file: Optional[Path]) -> str:
     """The first token of ``token_file`` (``USER TOKEN`` or ``TOKEN`` lines), else ``$SYNAPSE_BMZ_TOKEN``."""
     if token_file is not None:
-        try:
-            for line in Path(token_file).read_text(encoding="utf-8").splitlines():
-                line = line.split("#", 1)[0].split()
-                if line:
-                    return line[-1]
-        except OSError as e:
-            raise OptionError("--token-file", f"{token_file}: cannot read: {e.strerror or e}") from None
-        raise OptionError("--token-file", f"{token_file}: no token in the file")
+        from .serve.security import read_tokens  # the server's parser: one format for both ends
+
+        return next(iter(read_tokens(Path(token_file))))
     token = os.environ.get("SYNAPSE_BMZ_TOKEN")
     if not token:
         raise OptionError("--server", "needs a token: --token-file FILE or $SYNAPSE_BMZ_TOKEN")

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -27,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import InputError, ModelError, OptionError, SynapseBmzError
+from ..errors import InputError, ModelError, SynapseBmzError
 from .catalog import Catalog
 from .options import JobOptions
 from .security import confine, safe_filename, user_for
@@ -53,7 +52,6 @@ class ServeConfig:
     cache_size: int = 4
     max_queued_per_user: int = 1000
     sweep_interval_s: float = 60.0
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 class Problem(Exception):
@@ -467,7 +465,9 @@ def _outputs(store: JobStore, job: Job) -> Dict[str, tuple]:
     """Output name -> (path, size, kind) for a succeeded job (empty otherwise)."""
     if job.state != SUCCEEDED or not job.result:
         return {}
-    folder = store.job_dir(job.id) / "output" / str(job.result.get("name", ""))
+    from .worker import output_root
+
+    folder = output_root(store, job.id) / str(job.result.get("name", ""))
     if not folder.is_dir():
         return {}
     out = {}

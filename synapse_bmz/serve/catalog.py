@@ -28,17 +28,15 @@ class Catalog:
 
     def packages(self) -> Dict[str, Path]:
         """Name -> RDF path."""
-        from ..zoo.registry import RDF_NAMES
+        from ..zoo.registry import _rdf_in
 
         found: Dict[str, Path] = {}
         if not self.models_dir.is_dir():
             return found
         for sub in sorted(self.models_dir.iterdir()):
-            if sub.is_dir() and not sub.name.startswith("."):
-                for n in RDF_NAMES:
-                    if (sub / n).is_file():
-                        found[sub.name] = sub / n
-                        break
+            rdf = _rdf_in(sub) if sub.is_dir() and not sub.name.startswith(".") else None
+            if rdf is not None:
+                found[sub.name] = rdf
         return found
 
     def names(self) -> List[str]:

@@ -25,7 +25,7 @@ class JobOptions(BaseModel):
     batch_size: Optional[int] = Field(None, ge=1, le=1024)
     voxel_size_nm: Optional[List[float]] = Field(None, description="voxel size in nm, z,y,x or y,x")
     postprocess: bool = True
-    label_format: Literal["tif", "zarr", "mrc", "h5", "npy"] = "tif"
+    label_format: Literal[LABEL_FORMATS] = "tif"  # the runner's formats, one list
     weight_format: Optional[Literal["torchscript", "pytorch_state_dict", "onnx"]] = None
     recipe_params: Dict[str, Any] = Field(default_factory=dict, description="recipe parameters (sizes in nm)")
     max_in_memory_voxels: Optional[int] = Field(None, ge=0)
@@ -58,10 +58,9 @@ class JobOptions(BaseModel):
                 raise ValueError(f"{key}: recipe parameters are numbers, strings or booleans")
         return v
 
-    def run_options(self, resume: bool = False, cluster: Optional[str] = None) -> RunOptions:
-        assert self.label_format in LABEL_FORMATS
+    def run_options(self, resume: bool = False) -> RunOptions:
         return RunOptions(tile=self.tile, halo=self.halo, batch_size=self.batch_size,
                           voxel_size_nm=self.voxel_size_nm, postprocess=self.postprocess,
                           label_format=self.label_format, weight_format=self.weight_format,
                           recipe_params=dict(self.recipe_params), in_memory_voxels=self.max_in_memory_voxels,
-                          overwrite=True, progress=False, resume=resume, cluster=cluster)
+                          overwrite=True, progress=False, resume=resume)

@@ -20,7 +20,7 @@ from typing import List, Optional
 
 from ..errors import OptionError, OutputError
 from .app import ServeConfig, create_app
-from .store import JobStore, pid_alive
+from .store import JobStore
 
 
 def default_models_dir() -> Path:
@@ -57,7 +57,6 @@ class Supervisor:
         self.procs: List[Optional[subprocess.Popen]] = [None] * len(devices)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self.restarts = 0
 
     def _spawn(self, i: int) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "synapse_bmz.serve.worker", "--state", str(self.cfg.state_dir),
@@ -103,7 +102,6 @@ class Supervisor:
                     for i in dead:
                         if self._stop.is_set():
                             return
-                        self.restarts += 1
                         self.procs[i] = self._spawn(i)
                 if time.monotonic() - last_sweep > self.cfg.sweep_interval_s:
                     last_sweep = time.monotonic()

@@ -11,7 +11,6 @@ run one job. Each process opens its own connection.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 import uuid
@@ -262,21 +261,3 @@ class JobStore:
             row = self._conn.execute("SELECT COUNT(*) AS n FROM jobs WHERE owner=? AND state IN (?,?)",
                                      (owner, QUEUED, RUNNING)).fetchone()
         return int(row["n"])
-
-    def counts(self) -> Dict[str, int]:
-        with self._lock:
-            rows = self._conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
-        return {r["state"]: int(r["n"]) for r in rows}
-
-
-def pid_alive(pid: int) -> bool:
-    """A live process that is not a zombie (a killed worker stays a zombie until reaped)."""
-    from ..io.atomic import process_alive
-
-    if not process_alive(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return os.name != "posix" or not Path("/proc").is_dir()

@@ -51,7 +51,6 @@ class SessionCache:
         self.size = max(1, int(size))
         self.device = device
         self._items: "OrderedDict[tuple, object]" = OrderedDict()
-        self.loads = 0
 
     def get(self, rdf: Path, weight_format: Optional[str]):
         from .. import api
@@ -61,7 +60,6 @@ class SessionCache:
             self._items.move_to_end(key)
             return self._items[key]
         session = api.load_session(rdf, device=self.device, weight_format=weight_format)
-        self.loads += 1
         self._items[key] = session
         while len(self._items) > self.size:
             self._items.popitem(last=False)
