@@ -132,7 +132,8 @@ def _elbow(ks, values) -> int:
     p = np.column_stack([ks, values]).astype(float)
     p = (p - p.min(0)) / np.where(np.ptp(p, 0) > 0, np.ptp(p, 0), 1.0)
     a, b = p[0], p[-1]
-    d = np.abs(np.cross(b - a, p - a)) / np.linalg.norm(b - a)
+    u, v = b - a, p - a
+    d = np.abs(u[0] * v[:, 1] - u[1] * v[:, 0]) / np.linalg.norm(u)  # distance to the chord from first to last k
     return int(ks[int(np.argmax(d))])
 
 

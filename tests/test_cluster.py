@@ -1,6 +1,8 @@
 """synapse-bmz cluster (synapse_bmz.cluster) and analysis.clustering on real components."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,23 +110,38 @@ def test_tiny_feature_package_meets_consumer_contracts(tiny_extractor):
     assert onnx_problems(tiny_extractor) == []
 
 
-def test_cluster_run_writes_everything_and_reruns_from_its_config(sim_volume, tiny_extractor, tmp_path):
-    from synapse_bmz.cluster.cli import add_parser, cluster_command, config_from_args
+def _parser():
     import argparse
+
+    from synapse_bmz.cluster.cli import add_parser
 
     p = argparse.ArgumentParser()
     add_parser(p.add_subparsers(dest="command"))
-    a = p.parse_args(["cluster", str(sim_volume / "raw.tif"), "--synapses", str(sim_volume / "synapses.csv"),
-                      "--labels", f"vesicles={sim_volume / 'vesicles.tif'}", "--model", str(tiny_extractor.parent),
-                      "--segmentation-type", "6", "--alpha", "0.5", "--k-range", "2,4", "-o", str(tmp_path / "out"),
-                      "--attention-layers", "early,20"])
-    cfg = config_from_args(a)
+    return p
+
+
+@pytest.fixture(scope="module")
+def cluster_run(sim_volume, tiny_extractor, tmp_path_factory):
+    """One clustering run with segmentation type 6, attention maps and GIFs (32^3 cubes keep it fast)."""
+    from synapse_bmz.cluster.cli import config_from_args
     from synapse_bmz.cluster.pipeline import run_cluster
 
-    # the cubes take the package's input shape: 32^3 here keeps the test fast
-    run = run_cluster(cfg)
+    out = tmp_path_factory.mktemp("cluster") / "out"
+    a = _parser().parse_args(["cluster", str(sim_volume / "raw.tif"), "--synapses", str(sim_volume / "synapses.csv"),
+                              "--labels", f"vesicles={sim_volume / 'vesicles.tif'}", "--model",
+                              str(tiny_extractor.parent), "--segmentation-type", "6", "--alpha", "0.5",
+                              "--k-range", "2,4", "-o", str(out), "--attention-layers", "early,20"])
+    return run_cluster(config_from_args(a))
+
+
+def test_cluster_run_writes_everything_and_reruns_from_its_config(cluster_run):
+    from synapse_bmz.cluster.cli import cluster_command
+
+    p = _parser()
+    run = cluster_run
+    tmp_out = run.folder.parent
     folder = run.folder
-    assert folder.name.startswith("run_") and folder.parent == tmp_path / "out"
+    assert folder.name.startswith("run_") and not list(tmp_out.glob(".*partial"))
     for f in ("config.yaml", "log.txt", "synapses.csv", "clustering.json", "presynapse.csv", "cluster_summary.csv",
               "report.html"):
         assert (folder / f).is_file(), f
@@ -145,6 +162,9 @@ def test_cluster_run_writes_everything_and_reruns_from_its_config(sim_volume, ti
 
     # opens offline: plotly.js is inlined, no script is fetched
     assert not re.findall(r"<script[^>]*\ssrc=", html) and "Plotly.newPlot" in html and len(html) > 1e6
+    gifs = sorted((folder / "gifs").glob("cluster*.gif"))
+    expected = sum(min(3, n) for n in t.cluster.value_counts())  # report_crops_per_cluster = 3
+    assert len(gifs) == expected and all(g.read_bytes()[:6] == b"GIF89a" for g in gifs)
     pngs = sorted((folder / "attention").glob("cluster*.png"))
     assert len(pngs) == run.k and (folder / "attention" / "top_regions.csv").is_file()
     saved = yaml.safe_load((folder / "config.yaml").read_text())
@@ -152,11 +172,68 @@ def test_cluster_run_writes_everything_and_reruns_from_its_config(sim_volume, ti
     # the saved configuration repeats the run (same features and clusters) into a new folder
     b = p.parse_args(["cluster", "--config", str(folder / "config.yaml")])
     assert cluster_command(b) == 0
-    runs = sorted((tmp_path / "out").glob("run_*"))
+    runs = sorted(tmp_out.glob("run_*"))
     assert len(runs) == 2
     t2 = pd.read_csv(runs[1] / "synapses.csv")
     np.testing.assert_allclose(t2.filter(like="feature_").to_numpy(), t.filter(like="feature_").to_numpy(), rtol=1e-5)
     assert (t2.cluster == t.cluster).all()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+# Run in the page: for every figure, whether plotly drew it (an SVG, plus a WebGL canvas for 3D
+# scatters) or, for image figures, whether every image decoded.
+_FIGURE_STATE = """() => [...document.querySelectorAll('div.figure')].map(d => {
+  const imgs = [...d.querySelectorAll('img')];
+  const plot = d.querySelector('.js-plotly-plot');
+  return {id: d.id,
+          plotted: !!(plot && plot._fullLayout && d.querySelector('svg.main-svg')),
+          points: plot && plot._fullData ? plot._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0)
+                                                                     + (t.z && !t.x ? t.z.length : 0), 0) : 0,
+          gl: !!d.querySelector('canvas'),
+          images: imgs.length,
+          decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length};
+})"""
+
+
+def test_report_renders_in_headless_chromium(cluster_run, tmp_path):
+    """The report opens offline in a real browser: every figure drawn, every image decoded, no request
+    leaves the file, no script error."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium (apt-get install -y chromium)")
+    report = cluster_run.folder / "report.html"
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run",
+            "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            requests, errors = [], []
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(report.as_uri(), wait_until="load")
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length > 0", timeout=60_000)
+            state = {f["id"]: f for f in page.evaluate(_FIGURE_STATE)}
+        finally:
+            browser.close()
+    html = report.read_text()
+    ids = re.findall(r'<div class="figure" id="([^"]+)"', html)
+    assert set(state) == set(ids) and len(ids) >= 12
+    for fid in ("umap_2d_cluster", "umap_2d_source", "umap_3d_cluster", "tsne_2d_cluster", "tsne_3d_source",
+                "silhouette", "elbow", "vesicle_cloud", "crops_cluster_0", "gifs", "attention"):
+        assert fid in state, fid
+    for fid, f in state.items():
+        if f["images"]:
+            assert f["decoded"] == f["images"], f
+        else:
+            assert f["plotted"], f
+            if "_3d_" in fid:
+                assert f["gl"], f  # 3D scatters draw with WebGL
+    assert state["umap_2d_cluster"]["points"] == 6
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    assert errors == []
 
 
 def test_missing_label_volume_is_a_one_line_cli_error(sim_volume, tiny_extractor, tmp_path, capsys):

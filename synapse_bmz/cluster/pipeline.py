@@ -13,6 +13,8 @@ Every run writes a timestamped folder ``OUT/run_YYYYmmdd_HHMMSS/`` (built as
 - ``clustering.json``: chosen k, silhouette and inertia (elbow) per k;
 - ``presynapse.csv``: within- vs between-group feature distances per pre-synaptic neuron;
 - ``cluster_summary.csv``: synapses and vesicle-cloud volume (nm^3) per cluster;
+- ``gifs/``: animated GIFs (through z) of each cluster's representative crops;
+- ``attention/`` (with ``attention_layers``): Grad-CAM PNGs and ``top_regions.csv``;
 - ``report.html``: the interactive report (`synapse_bmz.cluster.report`).
 """
 
@@ -238,12 +240,14 @@ def run_cluster(cfg: ClusterConfig, *, base_dir: Optional[Path] = None) -> Clust
         info = {"k": choice.k, "elbow_k": choice.elbow_k, "silhouette": choice.silhouette, "inertia": choice.inertia,
                 "n_synapses": int(len(x)), "n_features": int(x.shape[1]), "seconds": round(time.time() - t0, 2)}
         (partial / "clustering.json").write_text(json.dumps(info, indent=2))
-        attention = []
+        attention, top = [], None
         if cfg.attention_layers and crops is not None:
-            attention = _attention(model, crops, table, cfg, partial / "attention", log)
+            attention, top = _attention(model, crops, table, cfg, partial / "attention", log)
+        gifs = _gifs(crops, table, cfg, partial / "gifs", log) if crops is not None else []
         from .report import write_report
 
-        write_report(partial / "report.html", table, choice, pre, summary, crops, cfg, attention)
+        write_report(partial / "report.html", table, choice, pre, summary, crops, cfg, attention,
+                     gifs=gifs, top_regions=top)
         log.info("done in %.1f s: %s", time.time() - t0, folder)
         handler.close()
         log.removeHandler(handler)
@@ -269,14 +273,34 @@ def _attention(model, crops, table, cfg: ClusterConfig, folder: Path, log) -> li
             except ValueError as e:
                 raise OptionError("--attention-layers", str(e)) from None
             sid = str(table["synapse_id"][i])
-            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in sid)
-            path = write_cam_png(folder / f"cluster{c}_{safe}.png", crops[i], cams, cfg.attention_slices)
+            path = write_cam_png(folder / f"cluster{c}_{_safe(sid)}.png", crops[i], cams, cfg.attention_slices)
             written.append((int(c), sid, list(cams), path))
             maps.append(list(cams.values())[len(cams) // 2])
             ids.append(sid)
     top = top_attended_regions(np.stack(maps), _crop_voxel_size(cfg), ids, n_top=min(5, len(maps)))
     top.to_csv(folder / "top_regions.csv", index=False)
     log.info("attention maps (layers %s) of %d synapses", cfg.attention_layers, len(written))
+    return written, top
+
+
+def _safe(sid: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in sid)
+
+
+def _gifs(crops, table, cfg: ClusterConfig, folder: Path, log) -> list:
+    """Animated GIFs (through z) of the representative crops of each cluster: ``gifs/cluster{c}_{id}.gif``."""
+    from .gif import grey_window, write_crop_gif
+
+    if not cfg.report_crops_per_cluster:
+        return []
+    window = grey_window(crops)
+    written = []
+    for c in sorted(table["cluster"].unique()):
+        for i in np.flatnonzero(table["cluster"].to_numpy() == c)[: cfg.report_crops_per_cluster]:
+            sid = str(table["synapse_id"][i])
+            path = write_crop_gif(folder / f"cluster{c}_{_safe(sid)}.gif", crops[i], window)
+            written.append((int(c), sid, path))
+    log.info("%d crop GIFs", len(written))
     return written
 
 

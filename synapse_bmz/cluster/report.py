@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 from pathlib import Path
 from typing import Optional, Sequence
@@ -22,14 +23,30 @@ def _scatter(table, cols, color, title):
     return px.scatter(df, x=cols[0], y=cols[1], color=color, hover_data=hover, title=title)
 
 
-def write_report(path: Path, table: pd.DataFrame, choice, presynapse: pd.DataFrame, summary: pd.DataFrame,
-                 crops: Optional[np.ndarray], cfg, attention: Sequence = ()) -> Path:
-    """Write ``report.html``: embeddings coloured by cluster and by source volume (2D and 3D),
-    silhouette and elbow curves, representative crops per cluster (central z slice), presynapse
-    summary and vesicle-cloud volume per cluster.
+def _img(path, alt: str, caption: str) -> str:
+    mime = {".png": "image/png", ".gif": "image/gif"}[Path(path).suffix.lower()]
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return (f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(alt)}">'
+            f'<figcaption>{caption}</figcaption></figure>')
 
-    Every figure is a ``<div class="figure" id=...>``; plotly.js is inlined once, so the file
-    needs no network.
+
+def write_report(path: Path, table: pd.DataFrame, choice, presynapse: pd.DataFrame, summary: pd.DataFrame,
+                 crops: Optional[np.ndarray], cfg, attention: Sequence = (), *, gifs: Sequence = (),
+                 top_regions: Optional[pd.DataFrame] = None) -> Path:
+    """Write ``report.html``: embeddings coloured by cluster and by source volume (2D and 3D),
+    silhouette and elbow curves, representative crops per cluster (central z slice and animated
+    GIFs through z), Grad-CAM maps and the top attended regions, presynapse summary and
+    vesicle-cloud volume per cluster.
+
+    Parameters
+    ----------
+    attention : sequence of (cluster, synapse_id, layer names, PNG path)
+    gifs : sequence of (cluster, synapse_id, GIF path)
+    top_regions : DataFrame, optional
+        `synapse_bmz.cluster.gradcam.top_attended_regions`.
+
+    Every figure is a ``<div class="figure" id=...>``; plotly.js and the images are inlined,
+    so the file needs no network.
     """
     import plotly.graph_objects as go
 
@@ -57,7 +74,9 @@ def write_report(path: Path, table: pd.DataFrame, choice, presynapse: pd.DataFra
         figs.append(("vesicle_cloud", f))
     if crops is not None and cfg.report_crops_per_cluster:
         # one grey scale for every crop, so clusters compare by brightness too
-        lo, hi = np.percentile(crops, [1, 99])
+        from .gif import grey_window
+
+        lo, hi = grey_window(crops)
         for c in sorted(table["cluster"].unique()):
             idx = np.flatnonzero(table["cluster"].to_numpy() == c)[: cfg.report_crops_per_cluster]
             f = go.Figure()
@@ -74,26 +93,29 @@ def write_report(path: Path, table: pd.DataFrame, choice, presynapse: pd.DataFra
     for i, (fid, fig) in enumerate(figs):
         div = fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig_{fid}")
         parts.append(f'<div class="figure" id="{fid}">{div}</div>')
-    att = []
-    for c, sid, layers, png in attention:
-        import base64
-
-        data = base64.b64encode(Path(png).read_bytes()).decode()
-        att.append(f'<figure><img src="data:image/png;base64,{data}" alt="attention {html.escape(sid)}">'
-                   f'<figcaption>cluster {c}, synapse {html.escape(sid)}: crop, then Grad-CAM of '
-                   f'{", ".join(layers)} (rows: z slices)</figcaption></figure>')
+    att = [_img(png, f"attention {sid}", f"cluster {c}, synapse {html.escape(sid)}: crop, then Grad-CAM of "
+                f"{html.escape(', '.join(map(str, layers)))} (rows: z slices)") for c, sid, layers, png in attention]
     att_html = (f'<h2>Attention maps</h2><div class="figure" id="attention">{"".join(att)}</div>' if att else "")
+    if top_regions is not None and len(top_regions):
+        att_html += ('<h3>Most attended regions across samples</h3><div class="table" id="top_regions">'
+                     f'{top_regions.to_html(index=False, float_format=lambda v: f"{v:.3f}")}</div>')
+    gif_html = ""
+    if gifs:
+        items = [_img(g, f"crop {sid}", f"cluster {c}, synapse {html.escape(sid)}") for c, sid, g in gifs]
+        gif_html = ('<h2>Crops through z</h2><p>Representative crops of each cluster as the extractor sees them, '
+                    f'one grey window for all.</p><div class="figure" id="gifs">{"".join(items)}</div>')
     pre_html = presynapse.to_html(index=False, float_format=lambda v: f"{v:.3f}") if len(presynapse) else \
         "<p>No pre-synaptic neuron has two or more synapses (or no segments were given).</p>"
     text = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>synapse-bmz cluster report</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}}</style>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}} figure{{display:inline-block;margin:4px 8px;vertical-align:top}} figcaption{{font-size:small;max-width:40em}}</style>
 </head><body>
 <h1>Synapse clustering</h1>
 <p>{len(table)} synapses; model {html.escape(str(cfg.model))} ({cfg.extraction}{', layer ' + str(cfg.layer_num) if cfg.extraction == 'stage_specific' else ''},
 {cfg.pooling} pooling{', random weights' if cfg.random_weights else ''}); segmentation type {cfg.segmentation_type}, alpha {cfg.alpha};
 KMeans k = {choice.k} by silhouette ({choice.silhouette[choice.k]:.3f}), elbow at k = {choice.elbow_k}.</p>
 {''.join(parts)}
+{gif_html}
 {att_html}
 <h2>Presynapse analysis</h2>
 <p>Per pre-synaptic neuron: mean feature distance among its synapses vs. to other synapses (ratio &lt; 1: alike).</p>
