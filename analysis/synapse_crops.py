@@ -45,7 +45,7 @@ from ._checks import voxel_size_for
 
 __all__ = [
     "SEGMENTATION_TYPES", "SEGMENTATION_NEEDS", "SYNAPSE_COLUMNS", "SynapseCrops",
-    "read_synapse_table", "synapse_table", "synapses_from_tables", "crop_synapses",
+    "read_synapse_table", "synapse_table", "synapses_from_tables", "synapses_from_mask", "crop_synapses",
 ]
 
 #: Segmentation type -> what it keeps (SynapseClusterEM's numbering).
@@ -252,6 +252,55 @@ def synapses_from_tables(clefts, vesicles=None, *, cloud_radius_nm: float = 500.
     return syn
 
 
+def synapses_from_mask(mask: np.ndarray, voxel_size_nm: Sequence[float], *, min_volume_nm3: float = 0.0,
+                       id_prefix: str = "synapse") -> tuple:
+    """Synapses from an annotation mask (cleft, PSD or T-bar + cleft masks): one per 3D connected component.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) ndarray of bool or labels
+        Nonzero = synapse. Components are 26-connected, so a synapse drawn
+        on consecutive sections is one component.
+    voxel_size_nm : (3,) sequence of float
+        nm per voxel (z, y, x).
+    min_volume_nm3 : float
+        Components smaller than this (nm^3) are dropped (annotation specks).
+    id_prefix : str
+        ``synapse_id`` is ``{id_prefix}{component label}``.
+
+    Returns
+    -------
+    labels : (Z, Y, X) ndarray of int32
+        The kept components, labelled 1..N in table order (0 elsewhere).
+    table : pandas.DataFrame
+        `SYNAPSE_COLUMNS` (centre = the component's centroid, nm; no sides)
+        plus ``synapse_volume_nm3``.
+
+    Examples
+    --------
+    >>> m = np.zeros((3, 10, 10), bool); m[1, 2:4, 2:4] = True
+    >>> lab, t = synapses_from_mask(m, (50.0, 5.0, 5.0))
+    >>> t[["center_z_nm", "center_y_nm", "synapse_volume_nm3"]].values.tolist()
+    [[50.0, 12.5, 5000.0]]
+    """
+    from skimage.measure import label, regionprops_table
+
+    if getattr(mask, "ndim", None) != 3:
+        raise ValueError(f"`mask` must be 3D (z, y, x), got shape {getattr(mask, 'shape', None)}")
+    vs = np.asarray(voxel_size_for(voxel_size_nm, 3), float)
+    lab = label(np.asarray(mask) != 0, connectivity=3)
+    props = pd.DataFrame(regionprops_table(lab, properties=("label", "centroid", "area")))
+    if not len(props):
+        return np.zeros(lab.shape, np.int32), synapse_table(np.zeros((0, 3))).assign(synapse_volume_nm3=[])
+    props = props[props["area"] * float(np.prod(vs)) >= min_volume_nm3].reset_index(drop=True)
+    relabel = np.zeros(int(lab.max()) + 1, np.int32)
+    relabel[props["label"].to_numpy()] = np.arange(1, len(props) + 1, dtype=np.int32)
+    centers = props[["centroid-0", "centroid-1", "centroid-2"]].to_numpy(float) * vs
+    table = synapse_table(centers, synapse_id=[f"{id_prefix}{i}" for i in range(1, len(props) + 1)])
+    table["synapse_volume_nm3"] = props["area"].to_numpy(float) * float(np.prod(vs))
+    return relabel[lab], table
+
+
 @dataclass
 class SynapseCrops:
     """Cubes around synapses on the extractor's grid.
@@ -263,7 +312,8 @@ class SynapseCrops:
     table : pandas.DataFrame
         One row per crop: the synapse table's columns, ``crop_center_{z,y,x}_nm``
         (after the shift toward the pre side), ``at_border`` (the cube reaches
-        outside the volume and was padded), ``padded_fraction``, and, when the
+        outside the volume and was padded or extruded), ``padded_fraction``,
+        ``z_extruded_fraction`` (see ``z_padding``), and, when the
         labels allow, ``pre_label``/``post_label`` and ``vesicle_cloud_volume_nm3``
         (the closest vesicle cloud inside the cube).
     voxel_size_nm : tuple of float
@@ -337,6 +387,7 @@ def crop_synapses(
     grey: Optional[float] = None,
     decide_pre_side: bool = False,
     cloud_closing_nm: float = 40.0,
+    z_padding: str = "grey",
 ) -> SynapseCrops:
     """Cut, resample and blend a cube around every synapse.
 
@@ -377,6 +428,15 @@ def crop_synapses(
     cloud_closing_nm : float
         Closing radius (nm) merging vesicles into clouds before the closest
         cloud is picked.
+    z_padding : {'grey', 'edge'}
+        What a cube gets where it reaches beyond the first or last section:
+        ``'grey'`` pads with the run's grey (and counts it in
+        ``padded_fraction``); ``'edge'`` repeats the nearest section (raw and
+        labels), for volumes much thinner than the cube (sparse sections such
+        as the EPFL runs of 1-4 consecutive 5 nm slices): the cube is then the
+        in-plane context extruded along z, and ``z_extruded_fraction`` says
+        how much of its depth was repeated (``vesicle_cloud_volume_nm3`` is
+        then NaN: the repeated planes are no volume). y and x are always grey-padded.
 
     Returns
     -------
@@ -400,6 +460,8 @@ def crop_synapses(
         raise ValueError(f"`segmentation_type` must be one of 0..10, got {segmentation_type!r}")
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"`alpha` must be in [0, 1], got {alpha}")
+    if z_padding not in ("grey", "edge"):
+        raise ValueError(f"`z_padding` must be 'grey' or 'edge', got {z_padding!r}")
     if getattr(raw, "ndim", None) != 3:
         raise ValueError(f"`raw` must be 3D (z, y, x), got shape {getattr(raw, 'shape', None)}")
     vs_in = voxel_size_for(voxel_size_nm, 3)
@@ -440,14 +502,19 @@ def crop_synapses(
         if shift_to_pre_nm and np.isfinite(pre).all() and np.linalg.norm(pre - center) > 0:
             crop_center = center + shift_to_pre_nm * (pre - center) / np.linalg.norm(pre - center)
         coords_nm = [c + o for c, o in zip(crop_center, offsets)]
+        extruded = 0.0
+        if z_padding == "edge":
+            outside_z = (coords_nm[0] < 0) | (coords_nm[0] > limit[0])
+            extruded = float(outside_z.mean())
+            coords_nm[0] = np.clip(coords_nm[0], 0.0, limit[0])
         coords_vox = [c / v for c, v in zip(coords_nm, vs_in)]
         inside = [(c >= -1e-6) & (c <= lim + 1e-6) for c, lim in zip(coords_nm, limit)]
         inside3 = inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
         cube = _sample(raw, coords_vox, 1, np.nan)
         cube[~inside3] = np.nan  # padded below with the run's grey
         row = {**syn.to_dict(), "crop_center_z_nm": crop_center[0], "crop_center_y_nm": crop_center[1],
-               "crop_center_x_nm": crop_center[2], "at_border": bool(not inside3.all()),
-               "padded_fraction": float(1.0 - inside3.mean())}
+               "crop_center_x_nm": crop_center[2], "at_border": bool(not inside3.all() or extruded > 0),
+               "padded_fraction": float(1.0 - inside3.mean()), "z_extruded_fraction": extruded}
         # the synapse centre in cube voxel coordinates ("closest" is measured from it, not from the shifted centre)
         center_cube = (center - crop_center) / vs_out + (np.asarray(shape) - 1) / 2.0
         crop_labels = {k: _sample(v, coords_vox, 0, 0) for k, v in labels.items()}
@@ -457,6 +524,8 @@ def crop_synapses(
             row["post_label"] = _label_at(labels["segments"], post, vs_in)
         mask = _type_mask(segmentation_type, crop_labels, row, center_cube, vs_out,
                           decide_pre_side, cloud_closing_nm) if (masks_needed or labels) else None
+        if extruded and "vesicle_cloud_volume_nm3" in row:
+            row["vesicle_cloud_volume_nm3"] = float("nan")  # repeated planes would be counted as volume
         rows.append(row)
         cubes.append((cube, mask))
 

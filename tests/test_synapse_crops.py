@@ -1,11 +1,14 @@
 """Crops around synapses (analysis.synapse_crops) on hand-made volumes with known answers."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.synapse_crops import (
-    SEGMENTATION_NEEDS, SEGMENTATION_TYPES, crop_synapses, read_synapse_table, synapse_table, synapses_from_tables,
+    SEGMENTATION_NEEDS, SEGMENTATION_TYPES, crop_synapses, read_synapse_table, synapse_table, synapses_from_mask,
+    synapses_from_tables,
 )
 
 VS = (4.0, 2.0, 2.0)  # anisotropic on purpose: z and x must not be confused
@@ -111,6 +114,25 @@ def test_border_crops_are_padded_with_grey_and_flagged():
     assert (res.crops[1] == 5.0).all()
 
 
+def test_edge_z_padding_extrudes_thin_volumes_and_flags_it():
+    # two sections 5 nm apart, values 1 and 3; a 6-deep cube at 5 nm reaches 12.5 nm beyond each
+    raw = np.stack([np.full((10, 10), 1.0), np.full((10, 10), 3.0)]).astype(np.float32)
+    raw[:, :, 0] = 7.0  # a marker column at x = 0 in both sections
+    syn = synapse_table([[2.5, 22.5, 22.5]])
+    kw = dict(crop_shape=(6, 4, 4), crop_voxel_size_nm=(5.0, 5.0, 5.0), grey=-1.0)
+    edge = crop_synapses(raw, (5.0, 5.0, 5.0), syn, z_padding="edge", labels={"cleft": (raw == 7).astype(np.uint8)},
+                         segmentation_type=7, alpha=0.0, **kw)
+    # cube z samples at -10, -5, 0, 5, 10, 15 nm: clamped to sections 0, 0, 0, 1, 1, 1
+    np.testing.assert_array_equal(edge.crops[0][:, 0, 1], [1, 1, 1, 3, 3, 3])
+    assert edge.table.z_extruded_fraction[0] == pytest.approx(4 / 6) and edge.table.at_border[0]
+    assert edge.table.padded_fraction[0] == 0.0 and not (edge.crops[0] == -1.0).any()
+    grey = crop_synapses(raw, (5.0, 5.0, 5.0), syn, **kw)
+    assert grey.table.padded_fraction[0] == pytest.approx(4 / 6) and grey.table.z_extruded_fraction[0] == 0.0
+    np.testing.assert_array_equal(grey.crops[0][:, 0, 1], [-1, -1, 1, 3, -1, -1])
+    with pytest.raises(ValueError, match="z_padding"):
+        crop_synapses(raw, (5.0, 5.0, 5.0), syn, z_padding="mirror", **kw)
+
+
 def test_shift_moves_the_cube_toward_the_pre_side():
     x = np.arange(100, dtype=np.float32)
     raw = np.broadcast_to(x, (10, 10, 100)).copy()
@@ -184,3 +206,72 @@ def test_bad_arguments_are_one_line_errors(bad, match):
 def test_unknown_table_layout_names_the_columns():
     with pytest.raises(ValueError, match="no synapse coordinates"):
         read_synapse_table(pd.DataFrame({"a": [1]}))
+
+
+def test_synapses_from_mask_one_per_3d_component_in_nm():
+    m = np.zeros((4, 20, 20), bool)
+    m[1:3, 2:4, 2:4] = True          # drawn on two consecutive sections: one synapse, 8 voxels
+    m[2, 10:12, 15:16] = True        # touches nothing: a second synapse, 2 voxels
+    m[3, 19, 0] = True               # a speck, dropped by the size limit
+    lab, t = synapses_from_mask(m, (50.0, 5.0, 5.0), min_volume_nm3=2 * 1250.0, id_prefix="s")
+    assert t.synapse_id.tolist() == ["s1", "s2"]
+    np.testing.assert_allclose(t[["center_z_nm", "center_y_nm", "center_x_nm"]].to_numpy(),
+                               [[75.0, 12.5, 12.5], [100.0, 52.5, 75.0]])
+    assert t.synapse_volume_nm3.tolist() == [8 * 1250.0, 2 * 1250.0]
+    assert set(np.unique(lab)) == {0, 1, 2} and (lab == 1).sum() == 8 and lab[3, 19, 0] == 0
+    assert t[["pre_z_nm", "post_x_nm"]].isna().all().all()
+    empty_lab, empty = synapses_from_mask(np.zeros((2, 4, 4)), (1, 1, 1))
+    assert len(empty) == 0 and not empty_lab.any()
+
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (DATA / "drosophila_vnc").is_dir(), reason=f"real data absent: {DATA}/drosophila_vnc")
+def test_real_vnc_synapses_are_cropped_around_their_annotation():
+    """drosophila_vnc stack 1 (50 x 4.6 x 4.6 nm): every annotated synapse is one component, and the
+    cleft-only crop (type 7) keeps that synapse's own annotation at the cube centre."""
+    import tifffile
+    from PIL import Image
+
+    root = DATA / "drosophila_vnc" / "stack1"
+    vs = (50.0, 4.6, 4.6)
+    mask = np.stack([np.asarray(Image.open(p)) > 0 for p in sorted((root / "synapses").glob("*.png"))])
+    lab, table = synapses_from_mask(mask, vs, min_volume_nm3=200 * 50 * 4.6 * 4.6, id_prefix="vnc")
+    assert 30 <= len(table) <= 80 and (table.synapse_volume_nm3 > 0).all()
+    raw = np.stack([tifffile.imread(p) for p in sorted((root / "raw").glob("*.tif"))[:16]])
+    some = table.iloc[:4]
+    kw = dict(crop_shape=(40, 40, 40), crop_voxel_size_nm=(10.0, 10.0, 10.0), grey=-1.0)
+    res = crop_synapses(raw, vs, some, labels={"cleft": lab}, segmentation_type=7, alpha=1.0, **kw)
+    assert res.crops.shape == (4, 40, 40, 40)
+    for i in range(4):
+        kept = res.crops[i] != -1.0  # alpha 1: everything outside the closest cleft is the grey
+        own = crop_synapses((lab == i + 1).astype(np.float32), vs, some.iloc[[i]], **kw).crops[0] > 0
+        assert kept.sum() > 100 and kept.mean() < 0.3
+        assert (kept & own).sum() >= 0.9 * kept.sum()  # the kept region is this synapse's own annotation
+
+
+@pytest.mark.skipif(not (DATA / "epfl_hippocampus").is_dir(), reason=f"real data absent: {DATA}/epfl_hippocampus")
+def test_real_epfl_sparse_sections_are_extruded_not_padded():
+    """A run of four consecutive 5 nm EPFL sections is 20 nm deep against a 400 nm cube: with
+    z_padding='edge' the cube repeats the outer sections, so no voxel is grey padding in z."""
+    from PIL import Image
+
+    root = DATA / "epfl_hippocampus"
+    names = [f"training{n:04d}.png" for n in range(161, 165)]
+    raw = np.stack([np.asarray(Image.open(root / "slices" / n))[..., 0] for n in names]).astype(np.float32)
+    psd = np.stack([np.asarray(Image.open(root / "PSD" / n))[..., 0] > 127 for n in names])
+    ves = np.stack([np.asarray(Image.open(root / "vesicles" / n))[..., 0] > 127 for n in names])
+    _, syn = synapses_from_mask(psd, (5.0, 5.0, 5.0), min_volume_nm3=100 * 125.0, id_prefix="psd")
+    _, vt = synapses_from_mask(ves, (5.0, 5.0, 5.0), min_volume_nm3=4 * 125.0)
+    syn = synapses_from_tables(syn, vt, cloud_radius_nm=500.0)
+    assert len(syn) >= 2 and (syn.n_cloud_vesicles > 0).any()  # PSDs have vesicle clouds across the cleft
+    res = crop_synapses(raw, (5.0, 5.0, 5.0), syn, z_padding="edge", crop_shape=(80, 80, 80),
+                        crop_voxel_size_nm=(5.0, 5.0, 5.0), shift_to_pre_nm=100.0)
+    # 4 of 80 cube planes fall inside the run (the centre plane lies between sections 1 and 2)
+    assert res.table.z_extruded_fraction.min() >= 0.9 and res.table.at_border.all()
+    interior = ~res.table.padded_fraction.gt(0).to_numpy()
+    assert interior.any()
+    for i in np.flatnonzero(interior):
+        np.testing.assert_array_equal(res.crops[i][0], res.crops[i][30])  # repeated section 0
+        assert res.crops[i].std() > 0

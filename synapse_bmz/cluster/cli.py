@@ -29,6 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="label volume on the raw grid: segments, vesicles, cleft or mitochondria (repeatable)")
     c.add_argument("--vesicle-table", help="vesicles.csv: pre/post sides of a clefts.csv from the vesicle cloud")
     c.add_argument("--pre-side", choices=["side_1", "side_2"], help="SynapseClusterEM side taken as pre-synaptic")
+    c.add_argument("--z-padding", choices=["grey", "edge"],
+                   help="beyond the first/last section: grey (default) or repeat the nearest section "
+                        "(edge: for volumes much thinner than the cube, e.g. a few FIB-SEM sections)")
     c.add_argument("--features", dest="features_csv", help="cluster the feature_* columns of this CSV (no extraction)")
     c.add_argument("--model", help="feature-extractor package (default vgg3d_features)")
     c.add_argument("--extraction", choices=["standard", "stage_specific"])
@@ -87,6 +90,8 @@ def config_from_args(a: argparse.Namespace):
         spec = dict(raw=a.raw, synapses=a.synapses, voxel_size_nm=vs, labels=labels, vesicle_table=a.vesicle_table)
         if a.pre_side:
             spec["pre_side"] = a.pre_side
+        if a.z_padding:
+            spec["z_padding"] = a.z_padding
         upd["volumes"] = [VolumeSpec(**spec)]
     try:
         return ClusterConfig.model_validate({**cfg.model_dump(), **upd})

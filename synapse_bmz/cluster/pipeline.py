@@ -49,6 +49,8 @@ class VolumeSpec(BaseModel):
     labels: Dict[str, str] = Field(default_factory=dict)  # segments / vesicles / cleft / mitochondria -> file
     vesicle_table: Optional[str] = None            # adds pre/post sides to a cleft table
     pre_side: Literal["side_1", "side_2"] = "side_1"
+    #: beyond the first/last section: grey padding, or the nearest section repeated ("edge", for sparse-z data)
+    z_padding: Literal["grey", "edge"] = "grey"
 
 
 class ClusterConfig(BaseModel):
@@ -140,7 +142,8 @@ def _crops_of_volume(v: VolumeSpec, cfg: ClusterConfig, crop_vs, crop_shape, log
             labels[key] = lab.to_numpy()
         res = crop_synapses(vol.data, vs, syn, labels=labels, segmentation_type=cfg.segmentation_type,
                             alpha=cfg.alpha, crop_shape=crop_shape, crop_voxel_size_nm=crop_vs,
-                            shift_to_pre_nm=cfg.shift_to_pre_nm, decide_pre_side=cfg.decide_pre_side)
+                            shift_to_pre_nm=cfg.shift_to_pre_nm, decide_pre_side=cfg.decide_pre_side,
+                            z_padding=v.z_padding)
     except ValueError as e:
         raise InputError(v.synapses, str(e)) from None
     name = v.name or Path(v.raw).stem

@@ -86,8 +86,12 @@ def write_report(path: Path, table: pd.DataFrame, choice, presynapse: pd.DataFra
             for j, i in enumerate(idx):
                 f.add_trace(go.Heatmap(z=crops[i][crops.shape[1] // 2], colorscale="gray", zmin=lo, zmax=hi,
                                        showscale=False), row=1, col=j + 1)
-            f.update_layout(title=f"Cluster {c}: representative crops (central z slice)", height=320)
-            f.update_yaxes(autorange="reversed", scaleanchor="x")
+            f.update_layout(title=f"Cluster {c}: representative crops (central z slice)", height=340,
+                            width=max(420, 300 * len(idx)))
+            for j in range(len(idx)):  # each image square in its own panel, y down as in the volume
+                f.update_xaxes(constrain="domain", showticklabels=False, row=1, col=j + 1)
+                f.update_yaxes(autorange="reversed", scaleanchor=f"x{j + 1 if j else ''}", constrain="domain",
+                               showticklabels=False, row=1, col=j + 1)
             figs.append((f"crops_cluster_{c}", f))
     parts = []
     for i, (fid, fig) in enumerate(figs):
