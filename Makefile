@@ -36,6 +36,12 @@ test-container: $(STAMP)
 	bash containers/build_local.sh
 	$(PY) -m pytest -m container -q tests/test_container.py
 
+# Retrains the real-data packages on a CUDA GPU into runs/gpu/ (8-minute budget, an estimate
+# until measured; runs/gpu/summary.json compares each held-out figure with its card). Exit 2 without CUDA.
+.PHONY: train-gpu
+train-gpu: $(STAMP)
+	$(PY) -m synapse_bmz.training.gpu --out runs/gpu
+
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
 

@@ -11,7 +11,9 @@ existed: ``instance_f1`` if the card has it, else ``foreground_dice``).
 
 Writes ``benchmarks/results/accuracy.json``: one object per package
 ``{metric, value, split, card_value, higher_is_better, regressed}`` plus
-``_meta``. Exits 1 ("fails loudly") when a package is worse than its card by
+``_meta``; where the evaluation computes them (vesicles_2d), also instance F1
+at IoU 0.3 and 0.7 and the merge and split counts (``f1_iou_0_3``,
+``f1_iou_0_7``, ``merges``, ``splits``). Exits 1 ("fails loudly") when a package is worse than its card by
 more than the tolerance: 0.01 for fractions (F1, Dice), 2 % for distances in nm
 (lower is better). Packages without a ``train.yaml`` or whose training data is
 missing are listed as skipped.
@@ -38,6 +40,25 @@ sys.path.insert(0, str(REPO))
 
 TOLERANCE = 0.01
 RELATIVE_TOLERANCE_NM = 0.02
+#: issue #16 item 8: instance figures the vesicles_2d object carries beside its primary metric,
+#: as ``key: the names evaluate_on_split may return them under`` (first found wins)
+INSTANCE_KEYS = {
+    "f1_iou_0_3": ("f1_iou_0_3", "instance_f1_iou_0.3"),
+    "f1_iou_0_7": ("f1_iou_0_7", "instance_f1_iou_0.7"),
+    "merges": ("merges",),
+    "splits": ("splits",),
+}
+
+
+def instance_keys(measured: dict) -> dict:
+    """`INSTANCE_KEYS` found in an evaluation's metrics (F1 at IoU 0.3 / 0.7, merge and split
+    counts); empty when the evaluation does not compute them."""
+    out = {}
+    for key, names in INSTANCE_KEYS.items():
+        found = next((measured[n] for n in names if n in measured), None)
+        if found is not None:
+            out[key] = round(found, 4) if isinstance(found, float) and math.isfinite(found) else found
+    return out
 
 
 def card_metric(accuracy: dict) -> str:
@@ -93,6 +114,7 @@ def main(argv=None) -> int:
             "all_metrics": {k: round(v, 4) if isinstance(v, float) and math.isfinite(v) else v
                             for k, v in measured.items()},
             "seconds": round(time.perf_counter() - t0, 1),
+            **instance_keys(measured),
         }
         if bad:
             failures.append(folder.name)

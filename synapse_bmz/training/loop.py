@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -111,10 +112,85 @@ def _truncate_log(log_path: Path, last_iteration: int) -> None:
         csv.writer(f).writerows(kept)
 
 
+#: environment settings read by `train` when its arguments are left at None (a GPU run
+#: launched through ``synapse-bmz train`` or `synapse_bmz.training.gpu` sets them per process)
+ENV_LOADER_WORKERS = "SYNAPSE_BMZ_LOADER_WORKERS"
+ENV_TIME_LIMIT_S = "SYNAPSE_BMZ_TRAIN_TIME_LIMIT_S"
+ENV_CHANNELS_LAST = "SYNAPSE_BMZ_CHANNELS_LAST"
+
+
+def default_loader_workers(device: str) -> int:
+    """Background processes that sample patches: 0 on CPU (the training process samples,
+    the patch stream of every shipped CPU package), on CUDA ``$SYNAPSE_BMZ_LOADER_WORKERS``
+    or all cores but two, at most 8."""
+    env = os.environ.get(ENV_LOADER_WORKERS)
+    if env is not None:
+        return max(0, int(env))
+    if not device.startswith("cuda"):
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 2))
+
+
+class _PatchStream:
+    """Endless augmented batches (`sample_batch`) for a ``torch.utils.data.DataLoader`` with
+    workers; each worker draws its own seeded stream ``[seed, start, worker id]``."""
+
+    def __init__(self, data: SliceDataset, cfg: TrainConfig, start: int):
+        self.data, self.train, self.seed, self.start = data, cfg.train, cfg.seed, start
+
+    def __iter__(self):
+        import torch
+
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, self.start, info.id if info is not None else 0])
+        t = self.train
+        while True:
+            x, y = sample_batch(self.data, t.patch, t.batch_size, rng, t.reject_empty_probability,
+                                t.degrade_probability)
+            yield torch.from_numpy(x), torch.from_numpy(y)
+
+
+def _batches(train_data: SliceDataset, cfg: TrainConfig, rng, start: int, workers: int, pin: bool):
+    """Batches as tensors: sampled in this process (``workers == 0``, the seeded CPU stream)
+    or by ``workers`` DataLoader processes with pinned memory and prefetching."""
+    import torch
+
+    if workers <= 0:
+        t = cfg.train
+        while True:
+            x, y = sample_batch(train_data, t.patch, t.batch_size, rng, t.reject_empty_probability,
+                                t.degrade_probability)
+            yield torch.from_numpy(x), torch.from_numpy(y)
+    loader = torch.utils.data.DataLoader(
+        _PatchStream(train_data, cfg, start), batch_size=None, num_workers=workers,
+        pin_memory=pin, prefetch_factor=4, persistent_workers=True)
+    yield from loader
+
+
+def _memory_format(device: str, ndim: int):
+    """``channels_last`` for 2D networks on CUDA (cuDNN's tensor-core convolutions run NHWC
+    without transposes); contiguous otherwise. ``$SYNAPSE_BMZ_CHANNELS_LAST`` = 0/1 forces it."""
+    import torch
+
+    env = os.environ.get(ENV_CHANNELS_LAST)
+    wanted = device.startswith("cuda") and ndim == 2 if env is None else env not in ("0", "", "false")
+    if not wanted:
+        return torch.contiguous_format
+    return torch.channels_last if ndim == 2 else torch.channels_last_3d
+
+
 def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
           resume: bool = True, progress: bool = True,
-          train_data: Optional[SliceDataset] = None, val_data: Optional[SliceDataset] = None) -> TrainResult:
+          train_data: Optional[SliceDataset] = None, val_data: Optional[SliceDataset] = None,
+          loader_workers: Optional[int] = None, time_limit_s: Optional[float] = None) -> TrainResult:
     """Train a U-Net as configured; checkpoints and ``loss.csv`` go to ``out_dir``.
+
+    On CUDA the forward pass runs under ``torch.autocast`` (float16, with a
+    ``GradScaler``; ``train.mixed_precision: false`` turns it off), cuDNN picks
+    its fastest kernels (``cudnn.benchmark``), 2D networks run ``channels_last``
+    and patches are sampled by DataLoader workers into pinned memory. On CPU
+    none of that applies: the seeded patch stream and numbers are those of a
+    plain float32 run.
 
     Parameters
     ----------
@@ -125,6 +201,13 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
         ``"cuda"`` when available, else ``"cpu"``.
     resume : bool
         Continue from ``checkpoints/latest.pt`` when it exists.
+    loader_workers : int, optional
+        Patch-sampling processes; default `default_loader_workers` (0 on CPU).
+    time_limit_s : float, optional
+        Wall-clock cap in seconds (default ``$SYNAPSE_BMZ_TRAIN_TIME_LIMIT_S``, else none):
+        the cosine learning rate decays by wall time when that is further along than the
+        iteration count, and at the cap the run validates, checkpoints and stops; the result's
+        ``iterations`` is the number actually run.
 
     Returns
     -------
@@ -136,6 +219,12 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if time_limit_s is None and os.environ.get(ENV_TIME_LIMIT_S):
+        time_limit_s = float(os.environ[ENV_TIME_LIMIT_S])
+    workers = default_loader_workers(device) if loader_workers is None else int(loader_workers)
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed patch shapes: the autotuned kernels pay off
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(False)
     rng = np.random.default_rng(cfg.seed)
@@ -145,15 +234,21 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
     if train_data is None or val_data is None:
         train_data, val_data = load_split(cfg)
 
-    model = build_model(cfg).to(device)
+    fmt = _memory_format(device, cfg.model.ndim)
+    model = build_model(cfg).to(device, memory_format=fmt)
     multiple = model.divisibility
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.learning_rate)
     n_iter = cfg.train.iterations
 
+    clock = {"t0": time.perf_counter()}
+
     def lr_factor(it):
         if cfg.train.lr_schedule == "constant":
             return 1.0
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / n_iter))
+        progress = it / n_iter
+        if time_limit_s:  # under a wall-clock cap the cosine ends at the cap if that comes first
+            progress = min(1.0, max(progress, (time.perf_counter() - clock["t0"]) / time_limit_s))
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     use_amp = device.startswith("cuda") and cfg.train.mixed_precision
@@ -179,14 +274,16 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
     if new_log:
         writer.writerow(["iteration", "train_loss", "val_foreground_dice", "learning_rate", "elapsed_s"])
 
-    t0 = time.perf_counter()
-    running = []
+    t0 = clock["t0"] = time.perf_counter()
+    running = []  # losses stay on the device until logged: no host sync per iteration
+    step = start
+    batches = _batches(train_data, cfg, rng, start, workers, pin=cuda)
     bar = tqdm(range(start, n_iter), disable=not progress, desc=f"train {cfg.package.name}", initial=start, total=n_iter)
     for it in bar:
         model.train()
-        x, y = sample_batch(train_data, cfg.train.patch, cfg.train.batch_size, rng,
-                            cfg.train.reject_empty_probability, cfg.train.degrade_probability)
-        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        x, y = next(batches)
+        x = x.to(device, non_blocking=True, memory_format=fmt)
+        y = y.to(device, non_blocking=True)
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device_type="cuda", enabled=use_amp):
             pred = model(x)
@@ -195,29 +292,36 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
         scaler.step(opt)
         scaler.update()
         sched.step()
-        running.append(loss.item())
+        running.append(loss.detach())
         step = it + 1
+        out_of_time = time_limit_s is not None and time.perf_counter() - t0 >= time_limit_s
+        last = step == n_iter or out_of_time
         val_dice = ""
-        if step % cfg.train.validate_every == 0 or step == n_iter:
+        if step % cfg.train.validate_every == 0 or last:
             preds = predict_slices(model, val_data.raw, device, multiple)
             val_dice = foreground_dice(preds, val_data.targets)
             if val_dice > best_dice:
                 best_dice, best_it = val_dice, step
                 write_atomic(ckpt_dir / "best.pt", lambda tmp: torch.save(model.state_dict(), tmp))
-            bar.set_postfix(loss=f"{np.mean(running):.3f}", val_dice=f"{val_dice:.3f}")
+            bar.set_postfix(loss=f"{torch.stack(running).mean().item():.3f}", val_dice=f"{val_dice:.3f}")
         if step % 10 == 0 or val_dice != "":
-            writer.writerow([step, f"{np.mean(running):.5f}", val_dice if val_dice == "" else f"{val_dice:.5f}",
+            writer.writerow([step, f"{torch.stack(running).mean().item():.5f}",
+                             val_dice if val_dice == "" else f"{val_dice:.5f}",
                              f"{sched.get_last_lr()[0]:.2e}", f"{elapsed0 + time.perf_counter() - t0:.1f}"])
             log.flush()
             running = []
-        if step % cfg.train.checkpoint_every == 0 or step == n_iter:
+        if step % cfg.train.checkpoint_every == 0 or last:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(), "iteration": step,
                      "best_dice": best_dice, "best_iteration": best_it,
                      "elapsed_s": elapsed0 + time.perf_counter() - t0}
             write_atomic(latest, lambda tmp: torch.save(state, tmp))
+        if out_of_time:
+            break
+    bar.close()
     log.close()
+    model = model.to(memory_format=torch.contiguous_format)  # packages are traced and exported contiguous
     model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location="cpu", weights_only=True))
     return TrainResult(model=model.cpu().eval(), best_val_dice=best_dice, best_iteration=best_it,
-                       iterations=n_iter, wall_time_s=elapsed0 + time.perf_counter() - t0,
+                       iterations=step, wall_time_s=elapsed0 + time.perf_counter() - t0,
                        hardware=_hardware(device), out_dir=out_dir)

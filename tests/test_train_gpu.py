@@ -1,0 +1,109 @@
+"""`python -m synapse_bmz.training.gpu` (``make train-gpu``) on CPU: two iterations of tiny
+networks, so the whole command (workers, packages, held-out evaluation, summary.json) is
+exercised without a GPU; the GPU timing itself is not tested here.
+
+The default-suite run trains vesicles_2d and mitochondria_2d at once (``--jobs 2``, about
+1.5 min on two shared CPU cores); the slow one adds the 3D synapse_cleft.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from synapse_bmz.paths import shared_data_dir
+from synapse_bmz.training import gpu
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = shared_data_dir()
+needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real EM data not found at {SHARED_DATA}")
+
+SUMMARY_KEYS = {"device", "hardware", "budget_s", "total_wall_s", "within_budget", "jobs", "improved",
+                "failed", "packages"}
+PACKAGE_KEYS = {"metric", "value", "card_value", "higher_is_better", "improved", "held_out", "split",
+                "iterations_run", "wall_s", "train_and_package_s", "weights_bytes", "problems"}
+
+
+def _run(out: Path, names, *extra) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "synapse_bmz.training.gpu", "--device", "cpu", "--iterations", "2", "--tiny",
+           "--out", str(out), "--packages", ",".join(names), "--quiet", *extra]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def _check_run(out: Path, names, proc) -> dict:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["device"] == "cpu" and summary["failed"] == [] and summary["within_budget"] is True
+    assert set(summary["packages"]) == set(names)
+    for name in names:
+        r = summary["packages"][name]
+        assert PACKAGE_KEYS <= set(r), sorted(PACKAGE_KEYS - set(r))
+        assert r["iterations_run"] == 2 and r["problems"] == []
+        assert r["metric"] in r["held_out"] and r["card_value"] is not None
+        folder = out / name
+        assert gpu.check_package(folder) == []  # rdf.yaml, weights and test tensors present, sha256 match
+        weights = sorted(folder.glob("weights.*"))
+        assert {w.name for w in weights} >= {"weights.state_dict.pt", "weights.torchscript.pt", "weights.onnx"}
+        assert all(0 < w.stat().st_size <= gpu.MAX_WEIGHT_BYTES for w in weights)
+        assert r["weights_bytes"] == {w.name: w.stat().st_size for w in weights}
+    return summary
+
+
+def test_every_real_data_package_has_a_gpu_profile_in_step():
+    """Profiles exist for the packages trained on ../shared/data, agree with train.yaml on data,
+    split, target and package, validate, and their networks fit the 16 MB weight limit."""
+    from synapse_bmz.training.config import load_train_config
+    from synapse_bmz.training.loop import build_model
+
+    names = gpu.real_data_packages()
+    assert {"vesicles_2d", "mitochondria_2d", "synapse_cleft"} <= set(names)
+    for name in names:
+        folder = REPO / "model_packages" / name
+        assert (folder / gpu.PROFILE).is_file(), f"{name}: no {gpu.PROFILE}"
+        assert gpu.profile_drift(folder) == [], f"{name}: {gpu.PROFILE} out of step with train.yaml"
+        if not SHARED_DATA.is_dir():
+            continue
+        cfg = load_train_config(folder / gpu.PROFILE)
+        n_params = sum(p.numel() for p in build_model(cfg).parameters())
+        assert 4 * n_params < 0.9 * gpu.MAX_WEIGHT_BYTES, f"{name}: {n_params} float32 parameters"
+
+
+def test_cuda_asked_for_but_absent_exits_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(gpu, "_cuda_available", lambda: False)
+    assert gpu.main(["--device", "cuda", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "CUDA" in err and "--device cpu" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_package_finds_a_changed_weight_file(tmp_path):
+    src = REPO / "model_packages" / "mitochondria_2d"
+    pkg = shutil.copytree(src, tmp_path / "pkg")
+    assert gpu.check_package(pkg) == []
+    with open(pkg / "weights.onnx", "ab") as f:
+        f.write(b"\0")
+    assert any("sha256 of weights.onnx" in p for p in gpu.check_package(pkg))
+    (pkg / "weights.state_dict.pt").unlink()
+    assert any("weights.state_dict.pt missing" in p for p in gpu.check_package(pkg))
+
+
+@needs_data
+def test_cpu_smoke_run_writes_complete_packages_and_summary(tmp_path):
+    names = ["vesicles_2d", "mitochondria_2d"]
+    summary = _check_run(tmp_path, names, _run(tmp_path, names, "--jobs", "2"))
+    assert summary["jobs"] == 2
+    # the package's train.yaml is the (tiny) config it was trained with
+    assert "base_channels: 4" in (tmp_path / "vesicles_2d" / "train.yaml").read_text()
+
+
+@pytest.mark.slow
+@needs_data
+def test_cpu_smoke_run_of_every_real_data_package(tmp_path):
+    names = gpu.real_data_packages()
+    _check_run(tmp_path, names, _run(tmp_path, names))
