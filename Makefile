@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-all test-container benchmarks clean
+.PHONY: install demo test test-slow test-all test-container test-old-torch benchmarks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,17 @@ test-container: $(STAMP)
 .PHONY: train-gpu
 train-gpu: $(STAMP)
 	$(PY) -m synapse_bmz.training.gpu --out runs/gpu
+
+# Every RDF declares pytorch_version 1.13.1 (synapse_bmz/packaging/metadata.py OLDEST_TESTED_TORCH,
+# deepImageJ's oldest engine): a side env with that torch loads each package's torchscript and
+# state dict and reproduces its test output. PyPI has torch 1.13.1 for Python <= 3.10 only, and its
+# Linux wheel pulls the CUDA 11 runtime wheels (about 3 GB); OLD_TORCH_BASE_PYTHON names a 3.10.
+OLD_TORCH_BASE_PYTHON ?= python3.10
+OLD_TORCH_ENV := .side-envs/torch-1.13.1
+test-old-torch: $(STAMP)
+	test -x $(OLD_TORCH_ENV)/bin/python || $(OLD_TORCH_BASE_PYTHON) -m venv $(OLD_TORCH_ENV)
+	$(OLD_TORCH_ENV)/bin/python -m pip install --quiet torch==1.13.1 "numpy<2"
+	SYNAPSE_BMZ_OLD_TORCH_PYTHON=$(OLD_TORCH_ENV)/bin/python $(PY) -m pytest -q tests/test_old_torch.py
 
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done

@@ -3,7 +3,10 @@
 One call writes a folder that every consumer loads: the RDF (format 0.5.10,
 plain-string ``documentation``/``covers`` so bioimageio.spec 0.5.9/0.5.10 and
 deepImageJ read it), torchscript, state-dict + architecture source, ONNX
-(opset 17, one file), test tensors, cover, model card and ``config.synapse_bmz``.
+(opset 17, one file), test tensors, sample tensors, cover, model card and
+``config.synapse_bmz``, with the upload metadata of `metadata` (id, version,
+git_repo, authors with affiliation, citations with DOIs, the oldest PyTorch the
+weights are tested with).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import yaml
@@ -22,6 +25,8 @@ import yaml
 from ..normalise import RDF_EPS, zero_mean_unit_variance
 from ..zoo.config import SynapseBmzConfig
 from .card import write_cover, write_model_card
+from .metadata import OLDEST_TESTED_TORCH, package_cites, upload_fields
+from .samples import SAMPLE_INPUT_2D, SAMPLE_INPUT_3D, SAMPLE_OUTPUT, write_sample_tensors
 
 RDF_FORMAT_VERSION = "0.5.10"
 ONNX_OPSET = 17
@@ -39,12 +44,16 @@ class PackageInfo:
         Display name, e.g. ``"vesicles_2d"``.
     description : str
         One sentence on what the model does.
-    authors : list of str
+    authors : list of str or dict
+        Names, or ``{"name": ..., "affiliation": ...}``; a name alone gets
+        `metadata.AFFILIATION`.
     license : str
         SPDX id, e.g. ``"MIT"`` or ``"CC-BY-NC-SA-3.0"`` (weights inherit the
         training data's licence).
     cite : list of dict
-        ``{"text": ..., "doi": ...}`` or ``{"text": ..., "url": ...}``.
+        ``{"text": ..., "doi": ...}`` or ``{"text": ..., "url": ...}``: data and
+        method; the architecture's papers and the project are added
+        (`metadata.package_cites`).
     tags : list of str
     card_sections : dict of str to str
         Extra model-card sections (Training data, Accuracy, ...), markdown.
@@ -52,7 +61,7 @@ class PackageInfo:
 
     name: str
     description: str
-    authors: List[str] = field(default_factory=lambda: ["synapse-bmz developers"])
+    authors: List[Union[str, Dict[str, str]]] = field(default_factory=lambda: ["synapse-bmz developers"])
     license: str = "MIT"
     cite: List[Dict[str, str]] = field(default_factory=list)
     tags: List[str] = field(default_factory=list)
@@ -186,6 +195,12 @@ def build_package(
         np.save(work / "test_input.npy", sample_input)
         np.save(work / "test_output.npy", test_output)
 
+        def predict(x):
+            with torch.no_grad():
+                return model(torch.from_numpy(x)).numpy()
+
+        write_sample_tensors(work, sample_input, predict, min_shape, step, test_output.shape[1])
+
         arch_src = Path(inspect.getsourcefile(type(model)))
         shutil.copy(arch_src, work / arch_src.name)
         torch.save(model.state_dict(), work / "weights.state_dict.pt")
@@ -199,13 +214,14 @@ def build_package(
         write_cover(work / "cover.png", sample_input[0, 0], test_output[0])
         if train_yaml is not None:
             shutil.copy(train_yaml, work / "train.yaml")
-        write_model_card(work / "README.md", info, config, test_output.shape[1])
+        cites = package_cites(info.cite, type(model).__name__, ndim)
+        write_model_card(work / "README.md", info, config, test_output.shape[1], cites=cites)
 
         def write_rdf(cfg):
             rdf = _rdf_dict(
                 info, cfg, ndim, spatial, min_shape, step, test_output.shape[1],
                 arch_file=arch_src.name, arch_callable=type(model).__name__,
-                arch_kwargs=_architecture_kwargs(model), torch_version=torch.__version__.split("+")[0],
+                arch_kwargs=_architecture_kwargs(model), torch_version=OLDEST_TESTED_TORCH,
                 tolerance=decimal_tolerance, files=work,
             )
             (work / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False))
@@ -214,7 +230,7 @@ def build_package(
         if measure_halo:
             # the runner loads the package just written, with the halo given, and measures the real one
             config = _with_measured_halo(work / "rdf.yaml", config, sample_input[0, 0])
-            write_model_card(work / "README.md", info, config, test_output.shape[1])
+            write_model_card(work / "README.md", info, config, test_output.shape[1], cites=cites)
             write_rdf(config)
         _validate(work / "rdf.yaml")
         if out_dir.exists():
@@ -273,14 +289,12 @@ def _rdf_dict(info, config, ndim, spatial, min_shape, step, n_out, *, arch_file,
                          **({"halo": halo} if halo else {})})
     if len(config.channels) != n_out:
         raise ValueError(f"config.channels names {len(config.channels)} channels, model outputs {n_out}")
-    cite = info.cite or [{"text": "synapse-bmz", "url": "https://bioimage.io"}]
     return {
         "format_version": RDF_FORMAT_VERSION,
         "type": "model",
         "name": info.name,
         "description": info.description,
-        "authors": [{"name": a} for a in info.authors],
-        "cite": cite,
+        **upload_fields(info.name, info.authors, info.cite, arch_callable, ndim),
         "license": info.license,
         "tags": sorted(set(info.tags + ["electron-microscopy", "synapse-bmz", f"{ndim}d", config.task])),
         "documentation": "README.md",
@@ -290,6 +304,7 @@ def _rdf_dict(info, config, ndim, spatial, min_shape, step, n_out, *, arch_file,
             "description": "EM image, normalised to zero mean and unit variance",
             "axes": in_axes,
             "test_tensor": {"source": "test_input.npy", "sha256": sha("test_input.npy")},
+            **sample_tensor_entry(files, "input"),
             "data": {"type": "float32"},
             "preprocessing": [
                 {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
@@ -301,6 +316,7 @@ def _rdf_dict(info, config, ndim, spatial, min_shape, step, n_out, *, arch_file,
             "description": "per-channel probabilities: " + ", ".join(config.channels),
             "axes": out_axes,
             "test_tensor": {"source": "test_output.npy", "sha256": sha("test_output.npy")},
+            **sample_tensor_entry(files, "output"),
             "data": {"type": "float32", "range": [0.0, 1.0]},
         }],
         "weights": {
@@ -327,6 +343,15 @@ def _rdf_dict(info, config, ndim, spatial, min_shape, step, n_out, *, arch_file,
             "synapse_bmz": config.model_dump(mode="json"),
         },
     }
+
+
+def sample_tensor_entry(files: Path, kind: str) -> Dict[str, Dict[str, str]]:
+    """``{"sample_tensor": {source, sha256}}`` for the input or output sample in `files`, or ``{}``."""
+    names = ([SAMPLE_INPUT_2D, SAMPLE_INPUT_3D] if kind == "input" else [SAMPLE_OUTPUT])
+    for name in names:
+        if (Path(files) / name).is_file():
+            return {"sample_tensor": {"source": name, "sha256": _sha256(Path(files) / name)}}
+    return {}
 
 
 def _validate(rdf_path: Path) -> None:

@@ -38,8 +38,20 @@ def write_cover(path: Path, image: np.ndarray, channels: np.ndarray) -> None:
     Image.fromarray(both).save(path)
 
 
-def write_model_card(path: Path, info, config, n_channels: int) -> None:
-    """Write the package's README.md from its metadata and card sections."""
+def cite_lines(cites) -> list:
+    """The model card's "Cite" section: one bullet per entry, with its DOI (and URL) when given."""
+    lines = ["## Cite", ""]
+    for c in cites:
+        ref = " ".join(x for x in (f"doi:{c['doi']}" if c.get("doi") else "", c.get("url", "")) if x)
+        lines.append(f"- {c['text']}" + (f" {ref}" if ref else ""))
+    return lines
+
+
+def write_model_card(path: Path, info, config, n_channels: int, cites=None) -> None:
+    """Write the package's README.md from its metadata and card sections.
+
+    `cites` are the RDF's citations (`metadata.package_cites`); without them, ``info.cite``.
+    """
     vs = " x ".join(f"{v:g}" for v in config.voxel_size_nm)
     axes = "(z, y, x)" if len(config.voxel_size_nm) == 3 else "(y, x)"
     lines = [
@@ -62,11 +74,18 @@ def write_model_card(path: Path, info, config, n_channels: int) -> None:
     lines += ["", f"## Licence", "", f"{info.license}."]
     for title, body in info.card_sections.items():
         lines += ["", f"## {title}", "", body.strip()]
-    if info.cite:
-        lines += ["", "## Cite", ""] + [
-            f"- {c['text']}" + (f" doi:{c['doi']}" if c.get("doi") else f" {c.get('url', '')}")
-            for c in info.cite
-        ]
+    if not any("validation" in title.lower() for title in info.card_sections):
+        # bioimage.io asks every model card for a "Validation" section
+        acc = getattr(config, "accuracy", None) or {}
+        figures = ", ".join(f"{k} = {v}" for k, v in acc.items() if k != "split")
+        lines += ["", "## Validation", "",
+                  "`bioimageio test rdf.yaml` reproduces `test_output.npy` from `test_input.npy` within the "
+                  "RDF's `reproducibility_tolerance`, for every weight format."
+                  + (f" Held-out figures ({acc.get('split', 'split not recorded')}): {figures}." if figures else
+                     " No held-out accuracy is recorded for these weights.")]
+    cites = info.cite if cites is None else cites
+    if cites:
+        lines += [""] + cite_lines(cites)
     lines += [
         "",
         "## Use",
@@ -78,3 +97,18 @@ def write_model_card(path: Path, info, config, n_channels: int) -> None:
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+def with_cite_section(card: str, cites) -> str:
+    """`card` (markdown) with its "## Cite" section replaced by `cites`, or one added
+    (before "## Use" when there is one, else at the end)."""
+    import re
+
+    section = "\n".join(cite_lines(cites)) + "\n"
+    if re.search(r"^## Cite\s*$", card, flags=re.M):
+        return re.sub(r"^## Cite\s*$.*?(?=^## |\Z)", lambda _: section + "\n", card, count=1,
+                      flags=re.M | re.S).rstrip("\n") + "\n"
+    m = re.search(r"^## Use\s*$", card, flags=re.M)
+    if m:
+        return card[:m.start()] + section + "\n" + card[m.start():]
+    return card.rstrip("\n") + "\n\n" + section

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import yaml
@@ -32,11 +32,13 @@ DEEPIMAGEJ_TORCHSCRIPT_OPS = {
 }
 
 
-def core_test_all_weight_formats(source) -> Dict[str, str]:
+def core_test_all_weight_formats(source, warnings: Optional[List[str]] = None) -> Dict[str, str]:
     """bioimageio.core's ``test_model`` for every weight format: format -> status.
 
     The status is ``passed``, or the summary's status followed by the first
-    reason on one line (``failed: weights.onnx: ...``).
+    reason on one line (``failed: weights.onnx: ...``). A list passed as
+    `warnings` receives the summaries' warnings (severity WARNING or ALERT,
+    not INFO), ``<loc>: <message>`` on one line each, once each.
 
     Raises
     ------
@@ -55,7 +57,55 @@ def core_test_all_weight_formats(source) -> Dict[str, str]:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ModelError(problems[0] + more)
-    return {fmt: summary_status(test_model(rdf, weight_format=fmt)) for fmt in raw["weights"]}
+    statuses = {}
+    for fmt in raw["weights"]:
+        summary = test_model(rdf, weight_format=fmt)
+        statuses[fmt] = summary_status(summary)
+        if warnings is not None:
+            warnings.extend(w for w in summary_warnings(summary) if w not in warnings)
+    return statuses
+
+
+def summary_warnings(summary) -> List[str]:
+    """Warnings of a validation summary at severity WARNING (30) or above, one line each."""
+    out = []
+    for detail in getattr(summary, "details", []):
+        for w in getattr(detail, "warnings", []) or []:
+            if getattr(w, "severity", 30) >= 30:
+                loc = ".".join(str(x) for x in getattr(w, "loc", ()) if x != "")
+                out.append(one_line(f"{loc}: {w.msg}" if loc else str(w.msg), 300))
+    return out
+
+
+def upload_problems(rdf_path: Path) -> List[str]:
+    """What bioimage.io asks of an uploaded RDF that ours must carry (`metadata`): id, version,
+    git_repo, authors with affiliation, a cite with a DOI besides the project's URL, a sample
+    tensor per input and output, and the oldest tested PyTorch as ``pytorch_version``."""
+    from .metadata import OLDEST_TESTED_TORCH, PROJECT_URL
+
+    rdf = yaml.safe_load(Path(rdf_path).read_text())
+    base = Path(rdf_path).parent
+    problems = [f"no {k}" for k in ("id", "version") if not rdf.get(k)]
+    if rdf.get("git_repo") != PROJECT_URL:
+        problems.append(f"git_repo is {rdf.get('git_repo')!r}, not {PROJECT_URL!r}")
+    authors = rdf.get("authors") or []
+    if not authors or not all(isinstance(a, dict) and a.get("affiliation") for a in authors):
+        problems.append("an author without affiliation")
+    cites = [c for c in rdf.get("cite") or [] if isinstance(c, dict)]
+    if not any(c.get("doi") for c in cites):
+        problems.append("no cite entry with a doi")
+    if any(str(c.get("url", "")).rstrip("/") == "https://bioimage.io" for c in cites):
+        problems.append("a cite entry is the bare bioimage.io website")
+    for t in (rdf.get("inputs") or []) + (rdf.get("outputs") or []):
+        st = t.get("sample_tensor")
+        if not (isinstance(st, dict) and st.get("sha256") and (base / str(st.get("source"))).is_file()):
+            problems.append(f"tensor {t.get('id')} has no sample_tensor file")
+    for fmt in ("pytorch_state_dict", "torchscript"):
+        w = (rdf.get("weights") or {}).get(fmt)
+        if isinstance(w, dict) and str(w.get("pytorch_version")) != OLDEST_TESTED_TORCH:
+            problems.append(f"{fmt} declares pytorch_version {w.get('pytorch_version')}, "
+                            f"not the oldest tested {OLDEST_TESTED_TORCH}")
+    return problems
 
 
 def summary_status(summary) -> str:
@@ -141,6 +191,8 @@ def _file_entries(rdf: dict):
     for t in dicts(rdf.get("inputs")) + dicts(rdf.get("outputs")):
         if isinstance(t.get("test_tensor"), dict):
             yield f"{t.get('id', '?')} test tensor", t["test_tensor"]
+        if isinstance(t.get("sample_tensor"), dict):
+            yield f"{t.get('id', '?')} sample tensor", t["sample_tensor"]
     weights = rdf.get("weights") if isinstance(rdf.get("weights"), dict) else {}
     for fmt, w in weights.items():
         if not isinstance(w, dict):

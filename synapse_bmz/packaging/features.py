@@ -3,8 +3,9 @@
 The segmentation packages' builder (`build.py`) assumes outputs on the
 input's grid (halo, tiles); a feature vector has no spatial axes, so its RDF
 is written here, with the same files (torchscript, state dict + architecture,
-ONNX opset 17 in one file, test tensors, cover, card, train.yaml) and the
-same validation against bioimageio.spec.
+ONNX opset 17 in one file, test and sample tensors, cover, card, train.yaml),
+the same upload metadata (`metadata.upload_fields`) and the same validation
+against bioimageio.spec.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import numpy as np
 import yaml
 
 from ..normalise import RDF_EPS
-from .build import ONNX_OPSET, RDF_FORMAT_VERSION, _sha256, _validate, normalise_like_rdf
+from .build import ONNX_OPSET, RDF_FORMAT_VERSION, _sha256, _validate, normalise_like_rdf, sample_tensor_entry
+from .card import with_cite_section
+from .metadata import OLDEST_TESTED_TORCH, upload_fields
+from .samples import write_sample_tensors
+
+#: what the feature extractor reproduces: SynapseClusterEM (VGG3D features of synapse crops)
+SYNAPSECLUSTEREM = {"text": "Mikaeili A. SynapseClusterEM: A Framework for 3D Synapse Analysis. Max Planck Institute "
+                            "for Brain Research (2025)", "url": "https://github.com/alim98/SynapseClusterEM"}
 
 INPUT_ID = "raw"
 OUTPUT_ID = "features"
@@ -88,25 +96,29 @@ def build_feature_package(model, sample_input: np.ndarray, out_dir: Path, *, nam
             y = model(torch.from_numpy(normalised)).numpy()
         np.save(work / "test_input.npy", x)
         np.save(work / "test_output.npy", y)
+
+        def predict(a):
+            with torch.no_grad():
+                return model(torch.from_numpy(a)).numpy()
+
+        write_sample_tensors(work, x, predict, [min_size] * 3, [step] * 3, 0)
         arch = Path(inspect.getsourcefile(type(model)))
         shutil.copy(arch, work / arch.name)
         torch.save(model.state_dict(), work / "weights.state_dict.pt")
         torch.jit.trace(model, torch.from_numpy(normalised)).save(str(work / "weights.torchscript.pt"))
         _export_onnx(model, normalised, work / "weights.onnx")
         _write_cover(work / "cover.png", x[:, 0] if cover_crops is None else cover_crops)
-        (work / "README.md").write_text(card)
+        meta = upload_fields(name, None, [SYNAPSECLUSTEREM], type(model).__name__, 3)
+        (work / "README.md").write_text(with_cite_section(card, meta["cite"]))
         if train_yaml is not None:
             shutil.copy(train_yaml, work / "train.yaml")
         n_feat = int(y.shape[1])
         kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.init_kwargs.items()}
         sha = lambda f: _sha256(work / f)  # noqa: E731
-        torch_version = torch.__version__.split("+")[0]
+        torch_version = OLDEST_TESTED_TORCH
         rdf = {
             "format_version": RDF_FORMAT_VERSION, "type": "model", "name": name, "description": description,
-            "authors": [{"name": "synapse-bmz developers"}],
-            "cite": [{"text": "Mikaeili A. SynapseClusterEM: A Framework for 3D Synapse Analysis (2025)",
-                      "url": "https://github.com/alim98/SynapseClusterEM"},
-                     {"text": "synapse-bmz", "url": "https://bioimage.io"}],
+            **meta,
             "license": "MIT",
             "tags": ["3d", "electron-microscopy", "synapse-bmz", "synapses", "feature-extraction", "vgg3d",
                      "clustering", "simulation"],
@@ -117,6 +129,7 @@ def build_feature_package(model, sample_input: np.ndarray, out_dir: Path, *, nam
                     {"type": "space", "id": ax, "unit": "nanometer", "scale": float(v),
                      "size": {"min": int(min_size), "step": int(step)}} for ax, v in zip("zyx", voxel_size_nm)],
                 "test_tensor": {"source": "test_input.npy", "sha256": sha("test_input.npy")},
+                **sample_tensor_entry(work, "input"),
                 "data": {"type": "float32"},
                 "preprocessing": [
                     {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
@@ -127,6 +140,7 @@ def build_feature_package(model, sample_input: np.ndarray, out_dir: Path, *, nam
                 "axes": [{"type": "batch"},
                          {"type": "channel", "channel_names": [f"feature_{i:03d}" for i in range(n_feat)]}],
                 "test_tensor": {"source": "test_output.npy", "sha256": sha("test_output.npy")},
+                **sample_tensor_entry(work, "output"),
                 "data": {"type": "float32"},
             }],
             "weights": {

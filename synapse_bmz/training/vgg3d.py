@@ -226,7 +226,7 @@ convolutional network was trained on smaller cubes at the same voxel size; featu
 Final training loss {np.mean(history['loss'][-20:]):.3f}, batch accuracy {np.mean(history['batch_accuracy'][-20:]):.2f}
 (on sub-crops). `train.yaml` reproduces it: `python -m synapse_bmz.training.vgg3d train.yaml`.
 
-## Held-out accuracy (simulated)
+## Validation: held-out accuracy (simulated)
 
 {acc['n_crops']} crops of held-out seeds {cfg.test_seeds[0]}-{cfg.test_seeds[-1]} (never trained on), standardised
 features, KMeans with k = {acc['n_classes']}, adjusted Rand index against the known classes:
