@@ -25,7 +25,8 @@ needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real EM data 
 
 SUMMARY_KEYS = {"device", "hardware", "budget_s", "total_wall_s", "within_budget", "jobs", "improved",
                 "failed", "packages"}
-PACKAGE_KEYS = {"metric", "value", "card_value", "higher_is_better", "improved", "held_out", "split",
+PACKAGE_KEYS = {"metric", "value", "card_value", "higher_is_better", "improved", "held_out", "split", "train_loop_s",
+                "estimated_train_s", "gflop_per_iteration",
                 "iterations_run", "wall_s", "train_and_package_s", "weights_bytes", "problems"}
 
 
@@ -44,7 +45,7 @@ def _check_run(out: Path, names, proc) -> dict:
     for name in names:
         r = summary["packages"][name]
         assert PACKAGE_KEYS <= set(r), sorted(PACKAGE_KEYS - set(r))
-        assert r["iterations_run"] == 2 and r["problems"] == []
+        assert r["iterations_run"] == 2 and r["problems"] == [] and r["time_limit_s"] == summary["train_time_limit_s"]
         assert r["metric"] in r["held_out"] and r["card_value"] is not None
         folder = out / name
         assert gpu.check_package(folder) == []  # rdf.yaml, weights and test tensors present, sha256 match
@@ -72,6 +73,9 @@ def test_every_real_data_package_has_a_gpu_profile_in_step():
         cfg = load_train_config(folder / gpu.PROFILE)
         n_params = sum(p.numel() for p in build_model(cfg).parameters())
         assert 4 * n_params < 0.9 * gpu.MAX_WEIGHT_BYTES, f"{name}: {n_params} float32 parameters"
+        est = gpu.estimate(cfg)  # FLOPs on the meta device: the sizing the profiles' comments quote
+        assert est["gflop_per_iteration"] > 100 and est["estimated_train_s"] > 0
+    assert gpu.main(["--estimate"]) == 0
 
 
 def test_cuda_asked_for_but_absent_exits_2(monkeypatch, capsys, tmp_path):
@@ -107,3 +111,31 @@ def test_cpu_smoke_run_writes_complete_packages_and_summary(tmp_path):
 def test_cpu_smoke_run_of_every_real_data_package(tmp_path):
     names = gpu.real_data_packages()
     _check_run(tmp_path, names, _run(tmp_path, names))
+
+
+@needs_data
+def test_loop_loader_workers_and_time_limit_on_cpu(tmp_path):
+    """The GPU path's pieces that also run on CPU: DataLoader workers feed the loop, and the
+    wall-clock cap stops the run early with its best checkpoint (iterations = those run)."""
+    import yaml
+
+    from synapse_bmz.training.config import load_train_config
+    from synapse_bmz.training.loop import train
+
+    epfl = SHARED_DATA / "epfl_hippocampus"
+    for sub, src in (("raw", "slices"), ("labels", "mitochondrion")):
+        (tmp_path / sub).mkdir()
+        for name in ("training0000.png", "training0161.png"):
+            (tmp_path / sub / name).symlink_to(epfl / src / name)
+    cfg_path = tmp_path / "train.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "data": {"raw": "raw", "labels": "labels", "validation": ["training0161.png"], "voxel_size_nm": [5.0, 5.0]},
+        "model": {"ndim": 2, "base_channels": 4, "depth": 3},
+        "train": {"patch": [64, 64], "batch_size": 2, "iterations": 1000, "validate_every": 500,
+                  "checkpoint_every": 500, "reject_empty_probability": 0.5},
+        "package": {"name": "t", "description": "t", "task": "mitochondria", "channels": ["foreground", "boundary"],
+                    "halo": [8, 8], "min_shape": [32, 32], "step": [4, 4]}}))
+    cfg = load_train_config(cfg_path)
+    res = train(cfg, tmp_path / "run", device="cpu", progress=False, loader_workers=1, time_limit_s=3.0)
+    assert 1 <= res.iterations < 1000 and res.best_iteration == res.iterations
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()

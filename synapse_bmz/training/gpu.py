@@ -25,6 +25,23 @@ gets a wall-clock cap (`synapse_bmz.training.loop.train`'s ``time_limit_s``)
 that keeps the whole command inside the budget even where the iteration
 counts (sized by estimate, not measured on a GPU) turn out too many.
 
+How the profiles were sized (an estimate; no GPU was available when they were
+written): `estimate` counts the floating-point operations of one training
+iteration (forward + backward, ``torch.utils.flop_counter`` on the meta
+device) and assumes `ASSUMED_TFLOPS` (50 TFLOP/s effective float16 on an
+H100/H200: ~5 % of the dense tensor-core peak, as U-Nets with 16-256 channels
+are bound by memory traffic, not arithmetic). vesicles_2d and mitochondria_2d:
+881 GFLOP per iteration (16 x 256^2, base 32) -> ~18 ms, 4000 iterations
+~70 s each; synapse_cleft: 1448 GFLOP (8 x 8 x 256^2, base 16) -> ~29 ms,
+3000 iterations ~87 s; together ~230 s of GPU time, time-sliced, plus
+~2 min of imports, data loading, evaluation and packaging. For scale, the
+CPU cards ran 55 GFLOP per iteration at ~0.75 s on one thread (~73 GFLOP/s).
+Patch sampling on CPU costs ~48 ms per 2D batch and ~150 ms per 3D batch on
+one core (measured here), so 4 loader workers per package keep up with the
+estimated GPU speed. ``--estimate`` prints these figures for the current
+profiles; each package's ``estimated_train_s`` stands beside its measured
+``train_and_package_s`` in summary.json, so the first GPU run calibrates them.
+
 Exit status: 0 when every package was written, passed its checks and the
 total stayed in the budget; 1 otherwise; 2 (one line on stderr) when CUDA is
 asked for and absent. ``--device cpu --iterations 2 --tiny`` is the smoke run
@@ -58,6 +75,8 @@ DEFAULT_BUDGET_S = 480.0
 #: wall time a package needs outside its training loop (imports, data, evaluation twice,
 #: packaging with halo measurement), reserved when the per-package training cap is set
 OVERHEAD_S = 140.0
+#: effective float16 throughput assumed on an H100/H200 for `estimate` (not measured)
+ASSUMED_TFLOPS = 50.0
 #: the sections of a profile that must equal its package's train.yaml
 SHARED_SECTIONS = ("seed", "target", "data", "package")
 
@@ -81,6 +100,30 @@ def profile_drift(folder: Path) -> List[str]:
     base = yaml.safe_load((Path(folder) / "train.yaml").read_text()) or {}
     gpu = yaml.safe_load((Path(folder) / PROFILE).read_text()) or {}
     return [k for k in SHARED_SECTIONS if base.get(k) != gpu.get(k)]
+
+
+def estimate(cfg) -> Dict[str, float]:
+    """FLOPs of one training iteration of ``cfg`` (forward + backward of a batch, counted on
+    the meta device: instant, no memory) and the training time they take at `ASSUMED_TFLOPS`.
+
+    Returns
+    -------
+    dict with ``gflop_per_iteration``, ``estimated_ms_per_iteration``, ``estimated_train_s``
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .loop import build_model
+
+    with torch.device("meta"):
+        model = build_model(cfg)
+        x = torch.empty(cfg.train.batch_size, 1, *cfg.train.patch)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    flops = float(counter.get_total_flops())
+    per_it = flops / (ASSUMED_TFLOPS * 1e12)
+    return {"gflop_per_iteration": round(flops / 1e9, 1), "estimated_ms_per_iteration": round(1e3 * per_it, 1),
+            "estimated_train_s": round(per_it * cfg.train.iterations, 1)}
 
 
 def _tiny_config(profile: Path, dest: Path, iterations: Optional[int]) -> Path:
@@ -161,9 +204,10 @@ def run_one(name: str, out: Path, *, device: str, packages_dir: Path, iterations
     """Train, package and re-evaluate one package (the work of one worker process)."""
     import torch
 
-    from .evaluate import evaluate_on_split
-    from .pipeline import primary_metric, train_and_package
     from .config import load_train_config
+    from .evaluate import evaluate_on_split
+    from .loop import ENV_TIME_LIMIT_S
+    from .pipeline import primary_metric, train_and_package
 
     folder = Path(packages_dir) / name
     profile = folder / PROFILE
@@ -173,7 +217,9 @@ def run_one(name: str, out: Path, *, device: str, packages_dir: Path, iterations
     result: Dict = {"package": name, "profile": str(profile), "device": device}
     drift = profile_drift(folder)
     if drift:
-        raise SystemExit(f"{profile}: {', '.join(drift)} differ from train.yaml; bring the GPU profile in step")
+        raise ValueError(f"{profile}: {', '.join(drift)} differ from train.yaml; bring the GPU profile in step")
+    if time_limit_s:  # read by loop.train (train_and_package passes no such argument)
+        os.environ[ENV_TIME_LIMIT_S] = str(time_limit_s)
     config = _tiny_config(profile, out / "_configs" / name / "train.yaml", iterations) if tiny else profile
     cfg = load_train_config(config)
     rdf = train_and_package(config, out_dir=out / name, work_dir=out / "_runs" / name, device=device,
@@ -182,6 +228,7 @@ def run_one(name: str, out: Path, *, device: str, packages_dir: Path, iterations
     metrics = evaluate_on_split(rdf.parent, profile if not tiny else config, device=device)
     metric = primary_metric(cfg)
     card = _card(folder)
+    result.update(estimate(cfg))
     value = float(metrics[metric])
     log = (out / "_runs" / name / "loss.csv").read_text().splitlines()
     result.update({
@@ -192,6 +239,7 @@ def run_one(name: str, out: Path, *, device: str, packages_dir: Path, iterations
         "split": card.get("split", ""),
         "iterations_configured": cfg.train.iterations,
         "iterations_run": int(log[-1].split(",")[0]) if len(log) > 1 else 0,
+        "train_loop_s": float(log[-1].split(",")[4]) if len(log) > 1 else None,
         "train_and_package_s": round(t_train, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
         "time_limit_s": time_limit_s,
@@ -235,6 +283,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="override every profile's iteration count")
     p.add_argument("--tiny", action="store_true", help="smoke run: min_shape patches, batch 1, 4 base channels")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--estimate", action="store_true", help="print each profile's FLOPs and estimated GPU time; train nothing")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--time-limit-s", type=float, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -243,6 +292,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = _parser().parse_args(argv)
+    if a.estimate:
+        return _print_estimates(a)
     if a.device.startswith("cuda") and not _cuda_available():
         print(f"error: --device {a.device} asked for, but torch finds no CUDA GPU here "
               "(use --device cpu --iterations 2 --tiny for a smoke run)", file=sys.stderr)
@@ -253,9 +304,27 @@ def main(argv=None) -> int:
     return _run_all(a)
 
 
+def _print_estimates(a) -> int:
+    from .config import load_train_config
+
+    names = a.packages.split(",") if a.packages else real_data_packages(a.packages_dir)
+    total = 0.0
+    for name in names:
+        cfg = load_train_config(a.packages_dir / name / PROFILE)
+        if a.iterations is not None:
+            cfg.train.iterations = a.iterations
+        e = estimate(cfg)
+        total += e["estimated_train_s"]
+        print(f"{name:18s} {e['gflop_per_iteration']:8.1f} GFLOP/iteration  ~{e['estimated_ms_per_iteration']:.1f} ms  "
+              f"x {cfg.train.iterations} = ~{e['estimated_train_s']:.0f} s")
+    print(f"total ~{total:.0f} s of GPU training at an assumed {ASSUMED_TFLOPS:.0f} TFLOP/s (an estimate, not a measurement)")
+    return 0
+
+
 def _run_all(a) -> int:
     """Start one worker process per package, at most ``jobs`` at once; gather summary.json."""
     from ..io.atomic import write_atomic
+    from .loop import ENV_LOADER_WORKERS
 
     names = a.packages.split(",") if a.packages else real_data_packages(a.packages_dir)
     missing = [n for n in names if not (a.packages_dir / n / PROFILE).is_file()]
@@ -269,7 +338,7 @@ def _run_all(a) -> int:
     rounds = math.ceil(len(names) / jobs)
     time_limit = max(30.0, a.budget_s / rounds - OVERHEAD_S)
     env = dict(os.environ)
-    env["SYNAPSE_BMZ_LOADER_WORKERS"] = str(max(1, (cpus - jobs) // jobs) if cuda else 0)
+    env[ENV_LOADER_WORKERS] = str(max(1, (cpus - jobs) // jobs) if cuda else 0)
     threads = max(1, cpus // jobs)
     t0 = time.perf_counter()
     pending, running, rcs = list(names), {}, {}
@@ -279,7 +348,7 @@ def _run_all(a) -> int:
             (a.out / f"{name}.result.json").unlink(missing_ok=True)
             cmd = [sys.executable, "-m", "synapse_bmz.training.gpu", "--worker", name, "--out", str(a.out),
                    "--packages-dir", str(a.packages_dir), "--device", a.device, "--threads", str(threads)]
-            cmd += ["--time-limit-s", str(time_limit)] if cuda else []
+            cmd += ["--time-limit-s", str(time_limit)]
             cmd += ["--iterations", str(a.iterations)] if a.iterations is not None else []
             cmd += ["--tiny"] if a.tiny else []
             cmd += ["--quiet"] if a.quiet or jobs > 1 else []
@@ -302,8 +371,8 @@ def _run_all(a) -> int:
     summary = {
         "device": a.device, "hardware": next((r["hardware"] for r in results.values() if "hardware" in r), None),
         "budget_s": a.budget_s, "total_wall_s": round(total, 1), "within_budget": total <= a.budget_s,
-        "jobs": jobs, "train_time_limit_s": time_limit if cuda else None,
-        "loader_workers_per_package": int(env["SYNAPSE_BMZ_LOADER_WORKERS"]),
+        "jobs": jobs, "train_time_limit_s": time_limit,
+        "loader_workers_per_package": int(env[ENV_LOADER_WORKERS]),
         "iterations_override": a.iterations, "tiny": a.tiny,
         "improved": [n for n, r in results.items() if r.get("improved")],
         "failed": failed, "packages": results,

@@ -131,25 +131,6 @@ def default_loader_workers(device: str) -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 2))
 
 
-class _PatchStream:
-    """Endless augmented batches (`sample_batch`) for a ``torch.utils.data.DataLoader`` with
-    workers; each worker draws its own seeded stream ``[seed, start, worker id]``."""
-
-    def __init__(self, data: SliceDataset, cfg: TrainConfig, start: int):
-        self.data, self.train, self.seed, self.start = data, cfg.train, cfg.seed, start
-
-    def __iter__(self):
-        import torch
-
-        info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, self.start, info.id if info is not None else 0])
-        t = self.train
-        while True:
-            x, y = sample_batch(self.data, t.patch, t.batch_size, rng, t.reject_empty_probability,
-                                t.degrade_probability)
-            yield torch.from_numpy(x), torch.from_numpy(y)
-
-
 def _batches(train_data: SliceDataset, cfg: TrainConfig, rng, start: int, workers: int, pin: bool):
     """Batches as tensors: sampled in this process (``workers == 0``, the seeded CPU stream)
     or by ``workers`` DataLoader processes with pinned memory and prefetching."""
@@ -161,8 +142,10 @@ def _batches(train_data: SliceDataset, cfg: TrainConfig, rng, start: int, worker
             x, y = sample_batch(train_data, t.patch, t.batch_size, rng, t.reject_empty_probability,
                                 t.degrade_probability)
             yield torch.from_numpy(x), torch.from_numpy(y)
+    from .stream import PatchStream
+
     loader = torch.utils.data.DataLoader(
-        _PatchStream(train_data, cfg, start), batch_size=None, num_workers=workers,
+        PatchStream(train_data, cfg.train, cfg.seed, start), batch_size=None, num_workers=workers,
         pin_memory=pin, prefetch_factor=4, persistent_workers=True)
     yield from loader
 
