@@ -185,20 +185,63 @@ def _check_spatial(name: str, array, ndim: int = 3) -> tuple:
 
 # ----------------------------------------------------------------------------- Synful
 
+def _split_by_neuron(labels: np.ndarray, neurons: np.ndarray) -> tuple:
+    """Components cut where the neuron id changes: one piece per (component, neuron) pair.
+
+    Post-synaptic masks of a polyadic synapse's partners touch around the T-bar;
+    each partner is a different neuron, so a segmentation separates them.
+    Voxels on unsegmented ground (id 0) stay a piece of their own."""
+    fg = labels > 0
+    if not fg.any():
+        return labels, 0
+    key = labels[fg].astype(np.int64) * (int(neurons.max()) + 1) + neurons[fg].astype(np.int64)
+    _, inv = np.unique(key, return_inverse=True)  # sorted keys: labels stay in raster-independent order
+    out = np.zeros(labels.shape, np.int64)
+    out[fg] = inv.ravel() + 1
+    # a (component, neuron) pair in two places is two pieces
+    return _relabel_connected(out)
+
+
+def _relabel_connected(pieces: np.ndarray) -> tuple:
+    """Each connected part of each piece label its own label, numbered in raster order of first voxel."""
+    out = np.zeros(pieces.shape, np.int32)
+    n = 0
+    for lab, sl in enumerate(ndimage.find_objects(pieces), 1):
+        if sl is None:
+            continue
+        part, k = ndimage.label(pieces[sl] == lab, structure=full_structure(3))
+        view = out[sl]
+        view[part > 0] = part[part > 0] + n
+        n += k
+    # renumber by first voxel in raster order, so the numbering does not depend on the crop
+    flat = out.ravel()
+    idx = np.flatnonzero(flat)
+    first = np.full(n + 1, flat.size, np.int64)
+    np.minimum.at(first, flat[idx], idx)
+    order = np.argsort(first[1:], kind="stable")
+    remap = np.zeros(n + 1, np.int32)
+    remap[order + 1] = np.arange(1, n + 1, dtype=np.int32)
+    return remap[out], n
+
+
 def _synful_core(post, vectors, voxel, origin, volume_shape, *, threshold, method, nms_radius_nm,
-                 location, score, min_volume_nm3):
+                 location, score, min_volume_nm3, neurons_region=None):
     """Sites of a (cropped) Synful output; coordinates global. Returns the arrays of the
-    table plus, per row, whether its component was cut by a face of the crop."""
+    table plus, per row, whether its component was cut by a face of the crop.
+    ``neurons_region`` (the segmentation on the same crop) splits components per neuron."""
     mask = post > threshold
     vox_vol = float(np.prod(voxel))
     if method == "components":
         labels, n = ndimage.label(mask, structure=full_structure(3))
+        if n and neurons_region is not None:
+            labels, n = _split_by_neuron(labels, np.asarray(neurons_region))
         if n and min_volume_nm3 > 0:
             sizes = np.bincount(labels.ravel(), minlength=n + 1)
             small = sizes * vox_vol < min_volume_nm3
             small[0] = False
             labels[small[labels]] = 0
-            labels, n = ndimage.label(labels > 0, structure=full_structure(3))
+            labels, n = (_relabel_connected(labels) if neurons_region is not None
+                         else ndimage.label(labels > 0, structure=full_structure(3)))
         site, pos, value, count = _component_sites(labels, n, post, voxel, origin, location, score)
         cut_labels = _interior_face_labels(labels, origin, volume_shape)
         cut = np.isin(np.arange(1, n + 1), cut_labels)
@@ -251,6 +294,7 @@ def synful_partners(
     min_volume_nm3: float = 0.0,
     neurons=None,
     drop_same_neuron: bool = True,
+    split_by_neuron: bool = False,
 ) -> pd.DataFrame:
     """Partner pairs from a Synful output (post-synaptic mask + vectors to the pre-site).
 
@@ -289,6 +333,13 @@ def synful_partners(
     drop_same_neuron : bool, optional
         With ``neurons``: drop pairs whose pre and post ids are equal and
         non-zero (a vector that points back into its own neuron). Default True.
+    split_by_neuron : bool, optional
+        With ``neurons`` and ``method='components'``: cut each component where
+        the neuron id changes, one site per (component, neuron) piece. The
+        post-synaptic masks of a polyadic synapse's partners touch around the
+        T-bar and merge into one component; each partner is another neuron.
+        ``min_volume_nm3`` applies to the pieces. Ignored without ``neurons``.
+        Default False.
 
     Returns
     -------
@@ -322,7 +373,8 @@ def synful_partners(
     pre, pos, value, volume, site, _ = _synful_core(
         np.asarray(post, np.float32), vectors, voxel, np.zeros(3, np.int64), shape, threshold=threshold,
         method=method, nms_radius_nm=nms_radius_nm, location=location, score=score,
-        min_volume_nm3=min_volume_nm3)
+        min_volume_nm3=min_volume_nm3,
+        neurons_region=np.asarray(neurons) if split_by_neuron and neurons is not None else None)
     return _finish(pre, pos, value, volume, site, voxel, shape, neurons, drop_same_neuron)
 
 
@@ -340,12 +392,15 @@ def _finish(pre, pos, value, volume, site, voxel, shape, neurons, drop_same_neur
 # ----------------------------------------------------------------------------- polarity
 
 def _polarity_core(pre, post, union, voxel, origin, volume_shape, *, threshold, union_threshold,
-                   dilation_nm, location, score, min_volume_nm3):
+                   dilation_nm, location, score, min_volume_nm3, neurons_region=None):
     structure = full_structure(3)
     vox_vol = float(np.prod(voxel))
     sites = []
-    for prob in (pre, post):
+    for side, prob in (("pre", pre), ("post", post)):
         labels, n = ndimage.label(prob > threshold, structure=structure)
+        if n and neurons_region is not None and side == "post":
+            # each post-synaptic partner is its own neuron; the pre-synaptic region is one (the T-bar's)
+            labels, n = _split_by_neuron(labels, np.asarray(neurons_region))
         site, pos, value, count = _component_sites(labels, n, prob, voxel, origin, location, score)
         keep = count * vox_vol >= min_volume_nm3
         sites.append((site[keep], pos[keep], value[keep], count[keep] * vox_vol))
@@ -376,6 +431,7 @@ def polarity_partners(
     min_volume_nm3: float = 0.0,
     neurons=None,
     drop_same_neuron: bool = True,
+    split_by_neuron: bool = False,
 ) -> pd.DataFrame:
     """Partner pairs from a polarity output (pre-, post-synaptic and union masks).
 
@@ -412,6 +468,11 @@ def polarity_partners(
         Neuron segmentation; adds ``pre_id``/``post_id`` at the two sites.
     drop_same_neuron : bool, optional
         With ``neurons``: drop pairs with equal non-zero ids. Default True.
+    split_by_neuron : bool, optional
+        With ``neurons``: cut post-synaptic components where the neuron id
+        changes (as in :func:`synful_partners`), so each partner of a
+        polyadic synapse is paired on its own; pre-synaptic components stay
+        whole. Default False.
 
     Returns
     -------
@@ -435,7 +496,8 @@ def polarity_partners(
     p_pre, p_post, value, volume, s_post, s_pre, _ = _polarity_core(
         np.asarray(pre, np.float32), np.asarray(post, np.float32), np.asarray(union, np.float32), voxel,
         np.zeros(3, np.int64), shape, threshold=threshold, union_threshold=union_threshold,
-        dilation_nm=dilation_nm, location=location, score=score, min_volume_nm3=min_volume_nm3)
+        dilation_nm=dilation_nm, location=location, score=score, min_volume_nm3=min_volume_nm3,
+        neurons_region=np.asarray(neurons) if split_by_neuron and neurons is not None else None)
     return _finish_polarity(p_pre, p_post, value, volume, s_post, s_pre, shape, neurons, drop_same_neuron)
 
 
@@ -577,7 +639,10 @@ def partners_of_block(name: str, prediction, voxel_size_nm: Sequence[float], par
         _choice(kw["method"], ("components", "nms"), "method")
         _choice(kw["location"], _LOCATIONS, "location")
         _choice(kw["score"], _SCORES, "score")
-        pre, pos, value, volume, site, cut = _synful_core(region[0], region[1:4], voxel, origin, shape, **kw)
+        split = bool(kw.pop("split_by_neuron", False)) and neurons is not None
+        pre, pos, value, volume, site, cut = _synful_core(
+            region[0], region[1:4], voxel, origin, shape, **kw,
+            neurons_region=np.asarray(neurons[tuple(block.read)]) if split else None)
         s_pre = None
     else:
         defaults = dict(threshold=0.5, union_threshold=0.5, dilation_nm=50.0, location="distance_max",
@@ -585,8 +650,10 @@ def partners_of_block(name: str, prediction, voxel_size_nm: Sequence[float], par
         kw = {**defaults, **p}
         _choice(kw["location"], _LOCATIONS, "location")
         _choice(kw["score"], _SCORES, "score")
-        pre, pos, value, volume, site, s_pre, cut = _polarity_core(region[0], region[1], region[2], voxel,
-                                                                   origin, shape, **kw)
+        split = bool(kw.pop("split_by_neuron", False)) and neurons is not None
+        pre, pos, value, volume, site, s_pre, cut = _polarity_core(
+            region[0], region[1], region[2], voxel, origin, shape, **kw,
+            neurons_region=np.asarray(neurons[tuple(block.read)]) if split else None)
     lo = np.array([s.start for s in block.write])
     hi = np.array([s.stop for s in block.write])
     own = np.all((site >= lo) & (site < hi), axis=1) if len(site) else np.zeros(0, bool)

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(dask-jobqueue, configured by ~/.config/dask/jobqueue.yaml) or an existing scheduler")
     r.add_argument("--worker-memory", help="memory limit per dask worker, e.g. 2GB (default: dask's)")
     r.add_argument("--threads-per-worker", type=int, default=1, help="torch threads per dask worker (default 1)")
+    r.add_argument("--neurons", metavar="FILE",
+                   help="neuron segmentation on the input's grid (partner packages): adds pre_id/post_id to the "
+                        "partner table, drops same-neuron pairs and separates the partners of polyadic synapses")
     r.add_argument("--max-in-memory-voxels", type=int,
                    help="postprocess predictions above this many voxels block by block (default 2^28)")
 
@@ -183,7 +186,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                       weight_format=a.weight_format, overwrite=a.overwrite, progress=not a.quiet,
                       resume=a.resume, skip_existing=a.skip_existing, cluster=a.cluster,
                       worker_memory=a.worker_memory, threads_per_worker=a.threads_per_worker,
-                      in_memory_voxels=a.max_in_memory_voxels)
+                      in_memory_voxels=a.max_in_memory_voxels, neurons=a.neurons)
     if a.server:
         from .client import iter_remote_run
 

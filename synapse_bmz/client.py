@@ -299,7 +299,8 @@ def read_token(token_file: Optional[Path]) -> str:
 def job_options(options) -> Dict[str, Any]:
     """`RunOptions` -> the JSON job options; options that only make sense locally are refused."""
     local_only = {"resume": "--resume", "cluster": "--cluster", "device": "--device",
-                  "worker_memory": "--worker-memory", "postprocess_block": "postprocess_block"}
+                  "worker_memory": "--worker-memory", "postprocess_block": "postprocess_block",
+                  "neurons": "--neurons"}
     for attr, flag in local_only.items():
         if getattr(options, attr, None):
             raise OptionError(flag, "not used with --server (the server decides where and how jobs run)")

@@ -110,6 +110,56 @@ def test_neuron_ids_and_same_neuron_pairs_dropped():
     assert len(both) == 2 and set(zip(both.pre_id, both.post_id)) == {(2, 1), (2, 2)}
 
 
+def test_split_by_neuron_separates_the_partners_of_a_polyadic_synapse():
+    # one T-bar in neuron 3 (x >= 14); two post-synaptic neurons 1 (y < 5) and 2 (y >= 5) whose masks
+    # touch around it: one component, two partners
+    post = np.zeros((1, 10, 20), np.float32)
+    post[0, 2:8, 8:12] = 0.9
+    post[0, 4:6, 8:12] = 0.95      # a ridge where the two masks meet
+    vec = np.zeros((3, 1, 10, 20), np.float32)
+    vec[2, 0, 2:8, 8:12] = 32.0    # 8 voxels along x: into neuron 3
+    neurons = np.full((1, 10, 20), 3, np.uint32)
+    neurons[0, :5, :14] = 1
+    neurons[0, 5:, :14] = 2
+    merged = synful_partners(post, vec, VOX, neurons=neurons)
+    assert len(merged) == 1
+    split = synful_partners(post, vec, VOX, neurons=neurons, split_by_neuron=True)
+    assert sorted(zip(split.post_id, split.pre_id)) == [(1, 3), (2, 3)]
+    assert split.post_y_nm.max() >= 5 * 4.0 > split.post_y_nm.min()   # one site in each neuron
+    # min_volume_nm3 applies to the pieces: a 2-voxel sliver of neuron 2 is dropped
+    post2 = post.copy()
+    neurons2 = neurons.copy()
+    neurons2[0, 5:, :14] = 1
+    neurons2[0, 7, 8:10] = 2
+    t = synful_partners(post2, vec, VOX, neurons=neurons2, split_by_neuron=True, min_volume_nm3=3 * 640.0)
+    assert t.post_id.tolist() == [1]
+    # without a segmentation the option changes nothing
+    pd.testing.assert_frame_equal(synful_partners(post, vec, VOX, split_by_neuron=True), synful_partners(post, vec, VOX))
+    # polarity: the post-synaptic region is split, the pre-synaptic one stays whole
+    pre = np.zeros_like(post)
+    pre[0, 3:7, 15:18] = 0.9
+    union = np.zeros_like(post)
+    union[0, 1:9, 7:19] = 0.8
+    pol = polarity_partners(pre, post, union, VOX, neurons=neurons, split_by_neuron=True)
+    assert sorted(zip(pol.post_id, pol.pre_id)) == [(1, 3), (2, 3)]
+    assert len(polarity_partners(pre, post, union, VOX, neurons=neurons)) == 1
+
+
+@pytest.mark.parametrize("block_shape", [(4, 32, 32), (5, 23, 41), (1, 12, 12)])
+def test_split_by_neuron_blockwise_equals_whole_volume(block_shape):
+    post, vec, _, _ = _synful_scene()
+    shape = post.shape
+    _, yy, xx = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    neurons = ((xx // 5) % 4 + 1 + 4 * (yy // 9 % 3)) * np.ones(shape, np.uint32)  # blobs cut by several ids
+    pred = np.concatenate([post[None], vec])
+    p = {"max_extent_nm": 120.0, "split_by_neuron": True}
+    whole = extract_partners("synful_partners", pred, VOX, p, neurons=neurons)
+    plain = extract_partners("synful_partners", pred, VOX, {"max_extent_nm": 120.0}, neurons=neurons)
+    assert len(whole) > len(plain)
+    blocks = extract_partners_blockwise("synful_partners", pred, VOX, p, block_shape, neurons=neurons)
+    pd.testing.assert_frame_equal(blocks, whole)
+
+
 def test_pre_site_outside_the_volume_gets_the_border_neuron():
     post = np.zeros((1, 6, 6), np.float32)
     post[0, 2:4, 2:4] = 0.9

@@ -60,6 +60,9 @@ class RunOptions:
     threads_per_worker: int = 1
     in_memory_voxels: Optional[int] = None
     postprocess_block: Optional[Sequence[int]] = None
+    #: neuron segmentation on the input's grid (partner packages): pre_id/post_id, same-neuron pairs
+    #: dropped, and the recipe's ``split_by_neuron`` separates the partners of a polyadic synapse
+    neurons: Optional[str] = None
 
 
 @dataclass
@@ -129,16 +132,8 @@ def _clean_leftovers(out_dir: Path) -> None:
 
 def _fingerprint(model: LoadedModel, input_path: str, options: RunOptions) -> dict:
     """What must be equal for a partial run to be resumable."""
-    from ..io.inputs import locate
-
-    try:
-        _, file, _ = locate(input_path)
-        st = file.stat()
-        stamp = [str(file.resolve()), st.st_size, int(st.st_mtime)]
-    except Exception:  # unreadable inputs fail later with their own message
-        stamp = [str(input_path)]
     return {
-        "input": stamp,
+        "input": _stamp(input_path),
         "model": model.name,
         "weights_sha256": model.weights_sha256,
         "tile": list(options.tile) if options.tile else None,
@@ -151,7 +146,19 @@ def _fingerprint(model: LoadedModel, input_path: str, options: RunOptions) -> di
         "label_format": options.label_format,
         "in_memory_voxels": options.in_memory_voxels,
         "postprocess_block": list(options.postprocess_block) if options.postprocess_block else None,
+        "neurons": _stamp(options.neurons) if options.neurons else None,
     }
+
+
+def _stamp(path: str) -> list:
+    from ..io.inputs import locate
+
+    try:
+        _, file, _ = locate(path)
+        st = file.stat()
+        return [str(file.resolve()), st.st_size, int(st.st_mtime)]
+    except Exception:  # unreadable inputs fail later with their own message
+        return [str(path)]
 
 
 def _prepare_partial(out_dir: Path, fingerprint: dict, resume: bool) -> tuple:
@@ -272,6 +279,7 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
                          "network; use `synapse-bmz cluster RAW --synapses TABLE -o OUT`")
     source = api.FileInput(str(input_path), tuple(options.voxel_size_nm) if options.voxel_size_nm else None)
     volume = source.volume()  # reads the header now, so a bad input fails before any folder is made
+    neurons = _neurons_for(model, volume, options.neurons) if options.neurons else None
     partial, resumed = _prepare_partial(out_dir, _fingerprint(model, input_path, options), options.resume)
     bar = _Progress(options.progress, out_dir.name)
 
@@ -298,7 +306,8 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
         n_objects = None
         if options.postprocess and cfg is not None and cfg.postprocessing is not None:
             labels_name, table_name, n_objects = _postprocess(
-                session, pred, volume, partial, markers_root, resumed, executor, options, provenance, progress)
+                session, pred, volume, partial, markers_root, resumed, executor, options, provenance, progress,
+                neurons=neurons)
         provenance["predict_s"] = round(predict_s, 3)
         (partial / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
     except BaseException:
@@ -322,7 +331,7 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
 
 
 def _postprocess(session, pred, volume, partial: Path, markers_root: Path, resumed: bool, executor,
-                 options: RunOptions, provenance: dict, progress) -> tuple:
+                 options: RunOptions, provenance: dict, progress, neurons=None) -> tuple:
     """`api.segment` on the model grid, labels mapped to the input grid, labels + table written."""
     from .. import api
     from ..io import create_zarr_output, write_volume
@@ -367,14 +376,39 @@ def _postprocess(session, pred, volume, partial: Path, markers_root: Path, resum
     if is_partner_recipe(result.recipe):  # partner packages also get the partner table (partners.csv/.parquet)
         from ..partners import partners_events, write_partner_tables
 
+        if neurons is not None and tuple(neurons.shape) != tuple(pred.shape[1:]):
+            raise OptionError("--neurons", f"the prediction is on the package's grid {tuple(pred.shape[1:])}, "
+                                           f"not the input's {tuple(neurons.shape)} (voxel size differs from the "
+                                           "package's): resample the input and its segmentation first")
+        if neurons is not None:
+            provenance["neurons"] = str(options.neurons)
         ptable = _drive(partners_events(session, pred, params=options.recipe_params, in_memory_voxels=threshold,
-                                        block_shape=options.postprocess_block), progress)
+                                        block_shape=options.postprocess_block, neurons=neurons), progress)
         write_partner_tables(ptable, partial)
     check = object_size_check(cfg, table, volume.voxel_size_nm, result.params)
     provenance["object_size_check"] = check
     if check["message"]:
         warnings.warn(f"{provenance['input']}: {check['message']}", ObjectSizeWarning, stacklevel=2)
     return labels_name, table_name, int(len(table))
+
+
+def _neurons_for(model: LoadedModel, volume, path: str):
+    """The neuron segmentation of ``--neurons``, lazily read; one-line errors for a package without a
+    partner recipe and for a grid that is not the input's."""
+    from ..io import read_volume
+    from ..partners import is_partner_recipe
+
+    recipe = model.config.postprocessing.recipe if model.config and model.config.postprocessing else None
+    if not is_partner_recipe(recipe):
+        raise OptionError("--neurons", f"{model.name} makes no partner table (recipe {recipe!r}); a neuron "
+                                       "segmentation is used by synaptic_partners and synaptic_polarity")
+    seg = read_volume(path)
+    shape = tuple(volume.data.shape)[-3:]
+    if tuple(seg.data.shape) != shape:
+        from ..errors import InputError
+
+        raise InputError(path, f"neuron segmentation of shape {tuple(seg.data.shape)}, the input has {shape}")
+    return seg.data
 
 
 def _make_output_root(out_root: Path) -> None:
