@@ -97,6 +97,26 @@ def test_check_package_finds_a_changed_weight_file(tmp_path):
     assert any("weights.state_dict.pt missing" in p for p in gpu.check_package(pkg))
 
 
+def test_promote_copies_only_improved_full_run_packages(tmp_path):
+    src = REPO / "model_packages" / "mitochondria_2d"
+    packages = tmp_path / "packages"
+    dest = shutil.copytree(src, packages / "mitochondria_2d")
+    (dest / "stale.txt").write_text("from the old package")
+    out = tmp_path / "out"
+    new = shutil.copytree(src, out / "mitochondria_2d")
+    (new / "README.md").write_text((new / "README.md").read_text() + "\nretrained\n")
+    summary = {"tiny": False, "iterations_override": None,
+               "packages": {"mitochondria_2d": {"improved": True, "problems": []},
+                            "vesicles_2d": {"improved": False, "problems": []}}}
+    (out / "summary.json").write_text(json.dumps(summary))
+    assert gpu.promote(out, packages) == ["mitochondria_2d"]
+    assert (dest / "README.md").read_text().endswith("retrained\n")
+    assert (dest / gpu.PROFILE).is_file() and not (dest / "stale.txt").exists()
+    (out / "summary.json").write_text(json.dumps({**summary, "tiny": True}))
+    with pytest.raises(ValueError, match="tiny"):
+        gpu.promote(out, packages)
+
+
 @needs_data
 def test_cpu_smoke_run_writes_complete_packages_and_summary(tmp_path):
     names = ["vesicles_2d", "mitochondria_2d"]

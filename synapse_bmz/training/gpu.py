@@ -15,7 +15,8 @@ package section, with a larger network, batch and iteration count
    checked) and compares the card's primary metric with the committed package's;
 3. writes ``OUT/<name>.result.json``.
 
-``OUT/summary.json`` gathers them: held-out figure and committed card figure
+``--promote`` then copies the packages that improved into ``model_packages/``
+(`promote`), ready to commit. ``OUT/summary.json`` gathers them: held-out figure and committed card figure
 per package, whether it improved, wall times, weight file sizes (each must
 be <= 16 MB) and the total against ``--budget-s`` (480 s: eight minutes).
 Packages run concurrently (``--jobs``, default all of them on CUDA): the
@@ -250,6 +251,37 @@ def run_one(name: str, out: Path, *, device: str, packages_dir: Path, iterations
     return result
 
 
+def promote(out: Path, packages_dir: Path = MODEL_PACKAGES) -> List[str]:
+    """Copy the packages of a finished run whose held-out figure improved on the card into
+    ``packages_dir`` (its ``train.yaml`` becomes the GPU profile it was trained with; the
+    folder's ``train_gpu.yaml`` stays, files the new package lacks are removed).
+
+    Returns the promoted names. Refuses ``--tiny`` runs and iteration overrides, whose
+    packages are smoke tests, not the profiles' training.
+    """
+    import shutil
+
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    if summary.get("tiny") or summary.get("iterations_override") is not None:
+        raise ValueError(f"{out}: a --tiny or --iterations run; only a full run's packages are promoted")
+    promoted = []
+    for name, r in summary["packages"].items():
+        if not r.get("improved") or r.get("problems") or "error" in r:
+            continue
+        new, dest = Path(out) / name, Path(packages_dir) / name
+        if check_package(new):
+            continue
+        keep = {f.name for f in new.iterdir() if f.is_file()} | {PROFILE}
+        for f in dest.iterdir():
+            if f.is_file() and f.name not in keep:
+                f.unlink()
+        for f in new.iterdir():
+            if f.is_file():
+                shutil.copy2(f, dest / f.name)
+        promoted.append(name)
+    return promoted
+
+
 def _worker_main(a) -> int:
     import torch
 
@@ -283,6 +315,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="override every profile's iteration count")
     p.add_argument("--tiny", action="store_true", help="smoke run: min_shape patches, batch 1, 4 base channels")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--promote", action="store_true",
+                   help="copy the improved packages of the finished run in --out into model_packages/; train nothing")
     p.add_argument("--estimate", action="store_true", help="print each profile's FLOPs and estimated GPU time; train nothing")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--time-limit-s", type=float, help=argparse.SUPPRESS)
@@ -294,6 +328,10 @@ def main(argv=None) -> int:
     a = _parser().parse_args(argv)
     if a.estimate:
         return _print_estimates(a)
+    if a.promote:
+        names = promote(a.out, a.packages_dir)
+        print("promoted: " + (", ".join(names) if names else "none (no package improved on its card)"))
+        return 0
     if a.device.startswith("cuda") and not _cuda_available():
         print(f"error: --device {a.device} asked for, but torch finds no CUDA GPU here "
               "(use --device cpu --iterations 2 --tiny for a smoke run)", file=sys.stderr)
