@@ -45,6 +45,23 @@ CREMI_BACKGROUND = np.uint64(0xFFFFFFFFFFFFFFFF)
 CREMI_IGNORE = np.uint64(0xFFFFFFFFFFFFFFFE)
 
 
+def _overlaps(gt: np.ndarray, pred: np.ndarray):
+    """(intersections (N_gt, N_pred), gt sizes, pred sizes, gt labels, pred labels), background dropped."""
+    gt, pred = np.asarray(gt), np.asarray(pred)
+    same_shape(pred, "pred", gt, "gt")
+    gt_labels, gt_inv, gt_sizes = np.unique(gt.ravel(), return_inverse=True, return_counts=True)
+    pr_labels, pr_inv, pr_sizes = np.unique(pred.ravel(), return_inverse=True, return_counts=True)
+    both = (gt.ravel() != 0) & (pred.ravel() != 0)
+    pairs = gt_inv[both].astype(np.int64) * len(pr_labels) + pr_inv[both]
+    pair_ids, inter = np.unique(pairs, return_counts=True)
+    gi, pj = np.divmod(pair_ids, len(pr_labels))
+    inter_full = np.zeros((len(gt_labels), len(pr_labels)), np.int64)
+    inter_full[gi, pj] = inter
+    keep_g, keep_p = gt_labels != 0, pr_labels != 0
+    return (inter_full[np.ix_(keep_g, keep_p)], gt_sizes[keep_g], pr_sizes[keep_p],
+            gt_labels[keep_g], pr_labels[keep_p])
+
+
 def iou_matrix(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Intersection over union of every ground-truth with every predicted object.
 
@@ -59,18 +76,42 @@ def iou_matrix(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray
     gt_labels : (N_gt,) int ndarray
     pred_labels : (N_pred,) int ndarray
     """
-    gt, pred = np.asarray(gt), np.asarray(pred)
-    same_shape(pred, "pred", gt, "gt")
-    gt_labels, gt_inv, gt_sizes = np.unique(gt.ravel(), return_inverse=True, return_counts=True)
-    pr_labels, pr_inv, pr_sizes = np.unique(pred.ravel(), return_inverse=True, return_counts=True)
-    both = (gt.ravel() != 0) & (pred.ravel() != 0)
-    pairs = gt_inv[both].astype(np.int64) * len(pr_labels) + pr_inv[both]
-    pair_ids, inter = np.unique(pairs, return_counts=True)
-    gi, pj = np.divmod(pair_ids, len(pr_labels))
-    iou_full = np.zeros((len(gt_labels), len(pr_labels)))
-    iou_full[gi, pj] = inter / (gt_sizes[gi] + pr_sizes[pj] - inter)
-    keep_g, keep_p = gt_labels != 0, pr_labels != 0
-    return iou_full[np.ix_(keep_g, keep_p)], gt_labels[keep_g], pr_labels[keep_p]
+    inter, gt_sizes, pr_sizes, gt_labels, pr_labels = _overlaps(gt, pred)
+    return inter / (gt_sizes[:, None] + pr_sizes[None, :] - inter), gt_labels, pr_labels
+
+
+def merge_split_counts(gt: np.ndarray, pred: np.ndarray) -> dict[str, int]:
+    """Merges and splits by majority overlap.
+
+    An object *lies in* another when more than half of its voxels do. A
+    **merge** is a predicted object in which two or more ground-truth objects
+    lie; a **split** is a ground-truth object in which two or more predicted
+    objects lie.
+
+    Parameters
+    ----------
+    gt, pred : ndarray of int, same shape
+        Instance labels, 0 is background.
+
+    Returns
+    -------
+    dict with ``merges`` (predicted objects), ``merged_gt`` (ground-truth
+    objects lying in them), ``splits`` (ground-truth objects) and
+    ``split_pred`` (predicted objects lying in them).
+
+    Examples
+    --------
+    >>> gt = np.array([[1, 1, 0, 2, 2, 0, 3, 3, 3, 3]])
+    >>> pred = np.array([[1, 1, 1, 1, 1, 0, 2, 2, 3, 3]])
+    >>> merge_split_counts(gt, pred)
+    {'merges': 1, 'merged_gt': 2, 'splits': 1, 'split_pred': 2}
+    """
+    inter, gt_sizes, pr_sizes, _, _ = _overlaps(gt, pred)
+    gt_in = 2 * inter > gt_sizes[:, None]  # gt object i lies in predicted object j
+    pr_in = 2 * inter > pr_sizes[None, :]  # predicted object j lies in gt object i
+    per_pred, per_gt = gt_in.sum(0), pr_in.sum(1)
+    return {"merges": int((per_pred >= 2).sum()), "merged_gt": int(per_pred[per_pred >= 2].sum()),
+            "splits": int((per_gt >= 2).sum()), "split_pred": int(per_gt[per_gt >= 2].sum())}
 
 
 def scores_from_counts(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -154,13 +195,50 @@ def pooled_instance_scores(
     dict with ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn`` and
     ``n_images`` (the number of pairs).
     """
-    tp = fp = fn = n = 0
+    return pooled_instance_report(pairs, (iou_threshold,))[iou_threshold]
+
+
+def pooled_instance_report(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]], iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7)
+) -> dict:
+    """:func:`pooled_instance_scores` at several IoU thresholds, with merges and splits.
+
+    Every pair is matched once (Hungarian on IoU, as :func:`instance_scores`;
+    the matching does not depend on the threshold) and each threshold counts
+    its own true positives; merges and splits are
+    :func:`merge_split_counts`, summed over the pairs.
+
+    Parameters
+    ----------
+    pairs : iterable of (gt, pred)
+        Instance label arrays, 0 = background; consumed one pair at a time.
+    iou_thresholds : sequence of float
+        Smallest IoU of a true positive, one report each.
+
+    Returns
+    -------
+    dict
+        ``{threshold: scores}`` with the keys of :func:`pooled_instance_scores`
+        for every threshold, plus ``"merges"``, ``"merged_gt"``, ``"splits"``,
+        ``"split_pred"`` and ``"n_images"``.
+    """
+    thresholds = tuple(iou_thresholds)
+    tp = np.zeros(len(thresholds), np.int64)
+    n_gt = n_pred = n = 0
+    counts = {"merges": 0, "merged_gt": 0, "splits": 0, "split_pred": 0}
     for gt, pred in pairs:
-        s = instance_scores(gt, pred, iou_threshold)
-        tp, fp, fn, n = tp + s["tp"], fp + s["fp"], fn + s["fn"], n + 1
-    scores = scores_from_counts(tp, fp, fn)
-    scores["n_images"] = n
-    return scores
+        iou, gt_labels, pr_labels = iou_matrix(gt, pred)
+        if iou.size:
+            rows, cols = linear_sum_assignment(iou, maximize=True)
+            matched = iou[rows, cols]
+            tp += np.array([(matched >= t).sum() for t in thresholds], np.int64)
+        for key, value in merge_split_counts(gt, pred).items():
+            counts[key] += value
+        n_gt, n_pred, n = n_gt + len(gt_labels), n_pred + len(pr_labels), n + 1
+    report: dict = {}
+    for t, k in zip(thresholds, tp):
+        report[t] = {**scores_from_counts(int(k), n_pred - int(k), n_gt - int(k)), "n_images": n}
+    return {**report, **counts, "n_images": n}
 
 
 def dice(gt: np.ndarray, pred: np.ndarray) -> float:

@@ -8,7 +8,7 @@ returns uint32 labels of the spatial shape. Channel order per recipe:
 ==============  ==========================================  =================
 recipe          channels                                    function
 ==============  ==========================================  =================
-vesicles        (foreground, boundary)                      segment_vesicles
+vesicles        (foreground, boundary[, distance])          segment_vesicles
 mitochondria    (foreground, boundary)                      segment_mitochondria
 active_zone     (active zone,)                              segment_active_zone
 clefts          (cleft,)                                    segment_clefts
@@ -58,6 +58,11 @@ CHANNELS: dict[str, tuple[str, ...]] = {
 
 
 def _vesicles(prediction, voxel_size_nm, **params):
+    if params.get("mode") == "predicted_distance":
+        if prediction.shape[0] < 3:
+            raise ValueError("vesicles mode 'predicted_distance' needs channels (foreground, boundary, distance), "
+                             f"got shape {prediction.shape}")
+        params = {**params, "distance": prediction[2]}
     return segment_vesicles(prediction[0], prediction[1], voxel_size_nm, **params)
 
 

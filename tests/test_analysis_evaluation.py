@@ -175,3 +175,37 @@ def test_cremi_matches_cremi_python_with_masked_voxels():
     assert ours["false_positives"] == ref["count_false_positives"] > 0
     assert ours["false_negatives"] == ref["count_false_negatives"] > 0
     assert ours["cremi_score_nm"] == pytest.approx((ref["acc_false_positives"] + ref["acc_false_negatives"]) / 2)
+
+
+def test_merge_split_counts_by_majority_overlap():
+    from analysis.evaluation import merge_split_counts
+
+    gt = np.zeros((4, 20), int)
+    gt[:, 0:4], gt[:, 5:9], gt[:, 12:20] = 1, 2, 3
+    pred = np.zeros_like(gt)
+    pred[:, 0:9] = 1  # holds gt 1 and 2: one merge of two
+    pred[:, 12:16], pred[:, 16:20] = 2, 3  # gt 3 in two halves: one split into two
+    assert merge_split_counts(gt, pred) == {"merges": 1, "merged_gt": 2, "splits": 1, "split_pred": 2}
+    assert merge_split_counts(gt, gt) == {"merges": 0, "merged_gt": 0, "splits": 0, "split_pred": 0}
+    # exactly half of gt 2 inside the prediction does not count: no merge
+    halves = np.array([[1, 1, 2, 2]])
+    assert merge_split_counts(halves, np.array([[1, 1, 1, 0]]))["merges"] == 0
+    assert merge_split_counts(halves, np.array([[1, 1, 1, 1]]))["merges"] == 1
+    assert merge_split_counts(np.ones((1, 4), int), halves)["splits"] == 1
+
+
+def test_pooled_instance_report_matches_pooled_scores_at_every_threshold():
+    from analysis.evaluation import merge_split_counts, pooled_instance_report, pooled_instance_scores
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(3):
+        gt = np.repeat(np.arange(8), 5)[None].repeat(3, 0)
+        pred = np.roll(gt, int(rng.integers(0, 4)), axis=1)
+        pairs.append((gt, pred))
+    report = pooled_instance_report(pairs, (0.3, 0.5, 0.7))
+    for t in (0.3, 0.5, 0.7):
+        assert report[t] == pooled_instance_scores(pairs, t)
+    assert report[0.3]["f1"] >= report[0.5]["f1"] >= report[0.7]["f1"]
+    assert report["merges"] == sum(merge_split_counts(g, p)["merges"] for g, p in pairs)
+    assert report["n_images"] == 3

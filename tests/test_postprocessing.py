@@ -123,6 +123,66 @@ def test_min_radius_removes_small_objects():
     assert labels.max() == 1 and labels[20, 45, 45] == 1 and labels[20, 16, 16] == 0
 
 
+def two_touching_discs(shape=(40, 64), centres=((20, 22), (20, 37)), radius=8.0):
+    """Two discs whose outlines touch along a chord: one foreground component, two instances."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    truth = np.zeros(shape, np.uint32)
+    for label, (cy, cx) in enumerate(centres, start=1):
+        truth[(np.hypot(yy - cy, xx - cx) <= radius) & (truth == 0)] = label
+    return truth
+
+
+def test_predicted_distance_separates_touching_discs_components_merge_them():
+    from synapse_bmz.training.targets import training_targets
+
+    truth = two_touching_discs()
+    fg, bd, dist = training_targets(truth, "foreground_boundary_distance")
+    # a blurred network: foreground and boundary give one interior, only the distance keeps two peaks
+    fg = ndimage.gaussian_filter(fg, 1.0)
+    bd = 0.5 * ndimage.gaussian_filter(bd, 1.0)
+    dist = ndimage.gaussian_filter(dist, 1.0)
+    assert ndimage.label(fg > 0.5)[1] == 1
+    merged = segment_vesicles(fg, bd, (5.0, 5.0), vesicle_radius_nm=40.0, mode="components")
+    assert merged.max() == 1
+    labels = segment_vesicles(fg, bd, (5.0, 5.0), vesicle_radius_nm=40.0, mode="predicted_distance", distance=dist)
+    assert labels.max() == 2 and labels[20, 22] != labels[20, 37]
+    scores = instance_scores(truth, labels, iou_threshold=0.8)
+    assert scores["f1"] == 1.0
+    # the recipe takes the distance from channel 2
+    via_recipe = apply_recipe("vesicles", np.stack([fg, bd, dist]), (5.0, 5.0),
+                              {"mode": "predicted_distance", "vesicle_radius_nm": 40.0})
+    np.testing.assert_array_equal(via_recipe, labels)
+
+
+def test_predicted_distance_seed_separation_in_nm():
+    from postprocessing.vesicles import distance_maxima_seeds
+
+    # two maxima 6 px apart on one ridge: 30 nm at 5 nm pixels
+    d = np.zeros((9, 20), np.float32)
+    d[4, 4:15] = 0.6
+    d[4, 5], d[4, 11] = 1.0, 0.9
+    mask = d > 0
+    assert distance_maxima_seeds(d, mask, (5.0, 5.0), 25.0, 0.5).max() == 2  # each the maximum within 25 nm
+    assert distance_maxima_seeds(d, mask, (5.0, 5.0), 35.0, 0.5).max() == 1  # the lower one is suppressed
+    assert distance_maxima_seeds(d, mask, (2.0, 2.0), 25.0, 0.5).max() == 1  # only 12 nm apart at 2 nm pixels
+    # separation 0: connected components above the threshold (the ridge is one)
+    assert distance_maxima_seeds(d, mask, (5.0, 5.0), 0.0, 0.5).max() == 1
+    # equal maxima next to each other are one seed, not two
+    flat = np.zeros((5, 5), np.float32)
+    flat[2, 1:4] = 1.0
+    assert distance_maxima_seeds(flat, flat > 0, (1.0, 1.0), 2.0, 0.5).max() == 1
+
+
+def test_predicted_distance_needs_the_distance_channel():
+    a = np.zeros((16, 16), np.float32)
+    with pytest.raises(ValueError, match="distance"):
+        segment_vesicles(a, a, (5.0, 5.0), mode="predicted_distance")
+    with pytest.raises(ValueError, match="distance"):
+        segment_vesicles(a, a, (5.0, 5.0), mode="predicted_distance", distance=a[:8])
+    with pytest.raises(ValueError, match="channels"):
+        apply_recipe("vesicles", np.stack([a, a]), (5.0, 5.0), {"mode": "predicted_distance"})
+
+
 def test_vesicles_reject_bad_input():
     a = np.zeros((8, 8, 8), np.float32)
     with pytest.raises(ValueError, match="voxel_size_nm"):

@@ -65,6 +65,24 @@ def test_vesicles_blockwise_2d():
     assert whole.max() > 50 and same_partition(whole, blockwise)
 
 
+def test_vesicles_predicted_distance_blockwise_2d():
+    # the vesicles_2d recipe: seeds at maxima of a (noisy) distance channel; touching clusters
+    from synapse_bmz.training.targets import normalised_distance
+
+    rng = np.random.default_rng(3)
+    centers, r = place_balls((160, 160), 90, (3.5, 5.0), rng, gap=-1.0)
+    fg, bd, truth = vesicle_prediction((160, 160), centers, r)
+    dist = ndimage.gaussian_filter(normalised_distance(truth), 0.7) + rng.normal(0, 0.02, truth.shape)
+    prediction = np.stack([fg, bd, dist]).astype(np.float32)
+    params = {"mode": "predicted_distance", "vesicle_radius_nm": 25.0, "mask_threshold": 0.5}
+    components = ndimage.label(fg > 0.5)[0]
+    extent = max(sl.stop - sl.start for box in ndimage.find_objects(components) for sl in box)
+    assert extent < 36
+    whole, blockwise = run_both("vesicles", prediction, (5.0, 5.0), params, (40, 40), 36)
+    assert whole.max() > ndimage.label(fg > 0.5)[1]  # touching vesicles were separated
+    assert same_partition(whole, blockwise)
+
+
 def test_too_small_halo_is_detectably_different():
     prediction, _ = vesicles((32, 64, 64), 20, (8, 10), seed=2)
     params = {"vesicle_radius_nm": 9.0}

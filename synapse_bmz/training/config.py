@@ -117,7 +117,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     seed: int = 0
-    target: Literal["foreground_boundary", "mask"] = "foreground_boundary"
+    #: network target (`synapse_bmz.training.targets.training_targets`): foreground + boundary,
+    #: those two + per-instance normalised distance (instance geometry for a seeded watershed), or masks
+    target: Literal["foreground_boundary", "foreground_boundary_distance", "mask"] = "foreground_boundary"
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: OptimConfig
@@ -126,8 +128,10 @@ class TrainConfig(BaseModel):
 
     @property
     def out_channels(self) -> int:
-        if self.target == "foreground_boundary":
-            return 2
+        if self.target != "mask":
+            from .targets import TARGET_CHANNELS
+
+            return TARGET_CHANNELS[self.target]
         return len(self.data.simulation.targets) if self.data.simulation else 1
 
 
@@ -169,8 +173,8 @@ def _check_simulation(cfg: TrainConfig, path: Path) -> None:
         raise InputError(path, "data: give either `raw`/`labels` folders or `simulation`, not both")
     if cfg.model.ndim != 3 or len(sim.shape) != 3:
         raise InputError(path, "data.simulation: simulated tomograms train 3D models (model.ndim: 3, shape [z, y, x])")
-    if cfg.target == "foreground_boundary" and len(sim.targets) != 1:
-        raise InputError(path, "data.simulation.targets: foreground_boundary needs exactly one instance label")
+    if cfg.target != "mask" and len(sim.targets) != 1:
+        raise InputError(path, f"data.simulation.targets: {cfg.target} needs exactly one instance label")
     if set(sim.validation_seeds) & set(range(sim.n_train)):
         raise InputError(path, f"data.simulation: validation_seeds {sim.validation_seeds} overlap the training seeds 0..{sim.n_train - 1}")
     _check_axis_lengths(cfg, path, 3)

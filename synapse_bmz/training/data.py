@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..io.slices import read_slice
 from ..normalise import zero_mean_unit_variance
 from .augment import augment_pair
-from .targets import foreground_boundary_targets, instances_from_mask, label_mask
+from .targets import foreground_boundary_targets, instances_from_mask, label_mask, training_targets
 
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff"}
 
@@ -103,7 +103,7 @@ def load_split(cfg) -> Tuple[SliceDataset, SliceDataset]:
     for f in raw_files:
         lab = read_slice(label_path(label_dir, f))
         inst = lab.astype(np.uint32) if cfg.data.labels_are_instances else instances_from_mask(label_mask(lab, cfg.data.label_threshold))
-        tgt = foreground_boundary_targets(inst) if cfg.target == "foreground_boundary" else (inst > 0)[None].astype(np.float32)
+        tgt = training_targets(inst, cfg.target)
         ds = val if f.name in val_names else train
         ds.raw.append(normalise(read_slice(f)))
         ds.targets.append(tgt)
@@ -144,8 +144,7 @@ def _load_volumes(cfg, raw_files: Sequence[Path]) -> Tuple[SliceDataset, SliceDa
             sl = slice(run[0], run[-1] + 1)
             lab = labels[sl]
             inst = lab.astype(np.uint32) if cfg.data.labels_are_instances else instances_from_mask(lab, volumetric=True)
-            tgt = (foreground_boundary_targets(inst, in_plane=in_plane) if cfg.target == "foreground_boundary"
-                   else (inst > 0)[None].astype(np.float32))
+            tgt = training_targets(inst, cfg.target, in_plane=in_plane)
             ds = val if held_out else train
             ds.raw.append(normalise(raw[sl]))
             ds.targets.append(tgt)
@@ -173,8 +172,8 @@ def simulation_targets(labels: dict, names: Sequence[str], target: str, in_plane
     is the thick boundary of an instance label, ``<label>_foreground`` its
     foreground.
     """
-    if target == "foreground_boundary":
-        return foreground_boundary_targets(labels[names[0]], in_plane=in_plane)
+    if target != "mask":
+        return training_targets(labels[names[0]], target, in_plane=in_plane)
     channels = []
     for name in names:
         if name.endswith("_boundaries") and name[: -len("_boundaries")] in labels:

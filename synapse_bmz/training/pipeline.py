@@ -44,9 +44,11 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
     Cleft/synapse tasks add the CREMI cleft metrics (`analysis.evaluation.cremi_cleft_scores`,
     distances in nm, averaged over volumes) on the recipe's output (or the
     thresholded foreground without a recipe); other tasks with a recipe add
-    instance F1 (IoU >= 0.5, Hungarian), pooled over the validation data.
+    instance F1 (IoU >= 0.5, Hungarian), pooled over the validation data, with
+    F1 at IoU 0.3 and 0.7 and the merge/split counts of
+    `analysis.evaluation.pooled_instance_report`.
     """
-    from analysis.evaluation import cremi_cleft_scores, dice, foreground_iou, pooled_instance_scores
+    from analysis.evaluation import cremi_cleft_scores, dice, foreground_iou, pooled_instance_report
     from postprocessing.recipes import apply_recipe
 
     dices, ious, cremi, instance_pairs = [], [], [], []
@@ -67,7 +69,7 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
             ious.append(float(np.mean([foreground_iou(t > 0.5, c > 0.5) for c, t in zip(p, tgt)])))
             continue
         fg = (p[0] > 0.5).astype(np.uint8)
-        ref = gt > 0 if cfg.target == "foreground_boundary" or cfg.data.simulation is None else tgt[0] > 0.5
+        ref = gt > 0 if cfg.target != "mask" or cfg.data.simulation is None else tgt[0] > 0.5
         dices.append(dice(ref, fg))
         ious.append(foreground_iou(ref, fg))
         labels = (apply_recipe(pp["recipe"], p, tuple(cfg.data.voxel_size_nm), pp.get("params", {}))
@@ -87,9 +89,14 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
         for key in ("false_positives", "false_negatives"):
             out[key] = int(sum(c[key] for c in cremi))
     elif want_instances:
-        pooled = pooled_instance_scores(instance_pairs, 0.5)
+        report = pooled_instance_report(instance_pairs, (0.5, 0.3, 0.7))
+        pooled = report[0.5]
         out.update({"instance_f1": pooled["f1"], "instance_precision": pooled["precision"],
-                    "instance_recall": pooled["recall"], "n_ground_truth_objects": pooled["tp"] + pooled["fn"]})
+                    "instance_recall": pooled["recall"], "n_ground_truth_objects": pooled["tp"] + pooled["fn"],
+                    "n_predicted_objects": pooled["tp"] + pooled["fp"],
+                    "f1_iou_0_3": report[0.3]["f1"], "f1_iou_0_7": report[0.7]["f1"]})
+        # majority-overlap merges (predictions holding >= 2 annotated objects) and splits
+        out.update({key: report[key] for key in ("merges", "merged_gt", "splits", "split_pred")})
     return out
 
 
