@@ -78,6 +78,26 @@ def test_every_real_data_package_has_a_gpu_profile_in_step():
     assert gpu.main(["--estimate"]) == 0
 
 
+def test_sync_profile_takes_everything_but_model_and_train_from_train_yaml(tmp_path):
+    import yaml
+
+    folder = tmp_path / "mitochondria_2d"
+    folder.mkdir()
+    src = REPO / "model_packages" / "mitochondria_2d"
+    (folder / gpu.PROFILE).write_text((src / gpu.PROFILE).read_text())
+    text = (src / "train.yaml").read_text().replace("foreground_weight: 1.0", "foreground_weight: 9.0")
+    text = text.replace("postprocessing: {recipe: mitochondria, params: {}}",
+                        "# tuned on training sections\n  postprocessing: {recipe: mitochondria, params: {min_size: 3}}")
+    (folder / "train.yaml").write_text(text.replace("seed: 0", "seed: 7"))
+    assert gpu.profile_drift(folder) == ["seed", "package"]
+    assert gpu.sync_profile(folder) and gpu.profile_drift(folder) == []
+    prof = yaml.safe_load((folder / gpu.PROFILE).read_text())
+    assert prof["model"]["base_channels"] == 32 and prof["train"]["batch_size"] == 16  # the profile's own
+    assert prof["train"]["foreground_weight"] == 1.0 and prof["package"]["postprocessing"]["params"] == {"min_size": 3}
+    assert (folder / gpu.PROFILE).read_text().startswith("# GPU profile of mitochondria_2d")
+    assert not gpu.sync_profile(folder)  # in step: unchanged
+
+
 def test_cuda_asked_for_but_absent_exits_2(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(gpu, "_cuda_available", lambda: False)
     assert gpu.main(["--device", "cuda", "--out", str(tmp_path / "out")]) == 2

@@ -4,7 +4,8 @@ A real-data package is a folder of ``model_packages/`` whose ``train.yaml``
 reads image folders (``data.raw``) rather than simulating its data; each has a
 GPU profile beside it, ``train_gpu.yaml``: the same data, split, target and
 package section, with a larger network, batch and iteration count
-(`profile_drift` checks that the two agree). For each package this command
+(`profile_drift` checks that the two agree; ``--sync-profiles`` brings a profile
+back in step after train.yaml changed). For each package this command
 
 1. trains the profile with `synapse_bmz.training.pipeline.train_and_package`
    in a process of its own (mixed precision, ``cudnn.benchmark``, channels-last
@@ -125,6 +126,48 @@ def estimate(cfg) -> Dict[str, float]:
     per_it = flops / (ASSUMED_TFLOPS * 1e12)
     return {"gflop_per_iteration": round(flops / 1e9, 1), "estimated_ms_per_iteration": round(1e3 * per_it, 1),
             "estimated_train_s": round(per_it * cfg.train.iterations, 1)}
+
+
+#: the sections a profile owns (`sync_profile` keeps them, takes the rest from train.yaml)
+PROFILE_SECTIONS = ("model", "train")
+
+
+def _blocks(text: str) -> Dict[str, str]:
+    """Top-level YAML blocks of ``text`` by key, each with the comment lines just above it;
+    ``""`` holds the leading comments before the first key."""
+    blocks: Dict[str, str] = {}
+    key, lines, pending = "", [], []
+    for line in text.splitlines(keepends=True):
+        top = line[:1] not in (" ", "\t", "#", "\n", "")
+        if top and ":" in line:
+            blocks[key] = "".join(lines)
+            key, lines, pending = line.split(":", 1)[0].strip(), pending + [line], []
+        elif line.startswith("#") and key:
+            pending.append(line)
+        else:
+            lines += pending + [line]
+            pending = []
+    blocks[key] = "".join(lines + pending)
+    return blocks
+
+
+def sync_profile(folder: Path) -> bool:
+    """Rewrite ``train_gpu.yaml`` so that everything but its ``model`` and ``train`` sections
+    (and its own leading comments) is ``train.yaml``'s, in train.yaml's order and comments.
+    Returns True when the file changed."""
+    folder = Path(folder)
+    base = _blocks((folder / "train.yaml").read_text())
+    prof_text = (folder / PROFILE).read_text()
+    prof = _blocks(prof_text)
+    head = "".join(line for line in prof[""].splitlines(keepends=True) if line.startswith("# GPU profile")
+                   or line.startswith("# a larger") or line.startswith("# (python") or line.startswith("# Sizing"))
+    base_head = "".join(line for line in base[""].splitlines(keepends=True) if not line.startswith("# Reproduce"))
+    body = "".join(prof[k] if k in PROFILE_SECTIONS and k in prof else v for k, v in base.items() if k)
+    text = head + base_head + body
+    if text == prof_text:
+        return False
+    (folder / PROFILE).write_text(text)
+    return True
 
 
 def _tiny_config(profile: Path, dest: Path, iterations: Optional[int]) -> Path:
@@ -317,6 +360,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--promote", action="store_true",
                    help="copy the improved packages of the finished run in --out into model_packages/; train nothing")
+    p.add_argument("--sync-profiles", action="store_true",
+                   help="rewrite each train_gpu.yaml's data/target/package sections from its train.yaml; train nothing")
     p.add_argument("--estimate", action="store_true", help="print each profile's FLOPs and estimated GPU time; train nothing")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--time-limit-s", type=float, help=argparse.SUPPRESS)
@@ -328,6 +373,11 @@ def main(argv=None) -> int:
     a = _parser().parse_args(argv)
     if a.estimate:
         return _print_estimates(a)
+    if a.sync_profiles:
+        names = a.packages.split(",") if a.packages else real_data_packages(a.packages_dir)
+        changed = [n for n in names if sync_profile(a.packages_dir / n)]
+        print("updated: " + (", ".join(changed) if changed else "none (every profile in step)"))
+        return 0
     if a.promote:
         names = promote(a.out, a.packages_dir)
         print("promoted: " + (", ".join(names) if names else "none (no package improved on its card)"))
