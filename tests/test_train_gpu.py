@@ -179,3 +179,24 @@ def test_loop_loader_workers_and_time_limit_on_cpu(tmp_path):
     res = train(cfg, tmp_path / "run", device="cpu", progress=False, loader_workers=1, time_limit_s=3.0)
     assert 1 <= res.iterations < 1000 and res.best_iteration == res.iterations
     assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+
+
+@pytest.mark.gpu
+@needs_data
+def test_cuda_run_of_two_packages(tmp_path):
+    """On a CUDA machine: the real profiles' networks, batches and patches (mixed precision,
+    channels-last, loader workers), 20 iterations each, two packages at once."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    names = ["vesicles_2d", "synapse_cleft"]
+    cmd = [sys.executable, "-m", "synapse_bmz.training.gpu", "--device", "cuda", "--iterations", "20",
+           "--out", str(tmp_path), "--packages", ",".join(names), "--quiet"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for name in names:
+        r = summary["packages"][name]
+        assert r["iterations_run"] == 20 and r["problems"] == [] and r["hardware"] != "CPU"
+        assert gpu.check_package(tmp_path / name) == []
