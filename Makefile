@@ -51,7 +51,7 @@ OLD_TORCH_ENV := .side-envs/torch-1.13.1
 test-old-torch: $(STAMP)
 	test -x $(OLD_TORCH_ENV)/bin/python || $(OLD_TORCH_BASE_PYTHON) -m venv $(OLD_TORCH_ENV)
 	$(OLD_TORCH_ENV)/bin/python -m pip install --quiet torch==1.13.1 "numpy<2"
-	SYNAPSE_BMZ_OLD_TORCH_PYTHON=$(OLD_TORCH_ENV)/bin/python $(PY) -m pytest -q tests/test_old_torch.py
+	SYNAPSE_BMZ_OLD_TORCH_PYTHON=$(CURDIR)/$(OLD_TORCH_ENV)/bin/python $(PY) -m pytest -q tests/test_old_torch.py
 
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done

@@ -103,9 +103,10 @@ def tiny_extractor(tmp_path_factory):
 
 
 def test_tiny_feature_package_meets_consumer_contracts(tiny_extractor):
-    from synapse_bmz.packaging.checks import onnx_problems, rdf_problems, torchscript_problems
+    from synapse_bmz.packaging.checks import onnx_problems, rdf_problems, torchscript_problems, upload_problems
 
     assert rdf_problems(tiny_extractor) == []
+    assert upload_problems(tiny_extractor) == []
     assert torchscript_problems(tiny_extractor) == []
     assert onnx_problems(tiny_extractor) == []
 

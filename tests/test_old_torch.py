@@ -20,6 +20,8 @@ from synapse_bmz.packaging.metadata import OLDEST_TESTED_TORCH
 from synapse_bmz.zoo.registry import available_packages, resolve_package
 
 OLD_PY = os.environ.get("SYNAPSE_BMZ_OLD_TORCH_PYTHON")
+if OLD_PY:  # absolute (the script runs in the package folder), but not resolved: a venv's python is a symlink
+    OLD_PY = os.path.abspath(OLD_PY)
 pytestmark = [
     pytest.mark.side_env,
     pytest.mark.skipif(not OLD_PY, reason=(
