@@ -123,15 +123,13 @@ def epfl_inputs(work: Path, limit=None) -> list:
         total += len(table)
         d = work / f"epfl_{tag}"
         d.mkdir(parents=True, exist_ok=True)
-        write_volume(d / "raw.tif", raw, EPFL_VOXEL_NM)
-        write_volume(d / "cleft.tif", psd_lab, EPFL_VOXEL_NM)
-        write_volume(d / "vesicles.tif", ves_lab, EPFL_VOXEL_NM)
-        write_volume(d / "mitochondria.tif", mito.astype(np.uint8), EPFL_VOXEL_NM)
+        # OME-Zarr keeps a single section a (1, Y, X) volume
+        paths = {k: d / f"{k}.ome.zarr" for k in ("raw", "cleft", "vesicles", "mitochondria")}
+        for k, arr in (("raw", raw), ("cleft", psd_lab), ("vesicles", ves_lab), ("mitochondria", mito.astype(np.uint8))):
+            write_volume(paths[k], arr, EPFL_VOXEL_NM)
         table.to_csv(d / "synapses.csv", index=False)
-        specs.append({"name": f"epfl_{tag}", "raw": str(d / "raw.tif"), "synapses": str(d / "synapses.csv"),
-                      "z_padding": "edge", "labels": {"cleft": str(d / "cleft.tif"),
-                                                      "vesicles": str(d / "vesicles.tif"),
-                                                      "mitochondria": str(d / "mitochondria.tif")}})
+        specs.append({"name": f"epfl_{tag}", "raw": str(paths["raw"]), "synapses": str(d / "synapses.csv"),
+                      "z_padding": "edge", "labels": {k: str(paths[k]) for k in ("cleft", "vesicles", "mitochondria")}})
     return specs
 
 
@@ -180,6 +178,28 @@ def _screenshots(report: Path, ids, out_dir: Path, prefix: str) -> list:
     return written
 
 
+def cluster_both(folders: dict, out: Path, k_max: int, embeddings, threads: int):
+    """Cluster the features of every data set's run together (no extraction again): do the clusters follow
+    the data set? ``source`` becomes the data set (the report colours by it), ``volume`` keeps the volume."""
+    from analysis.clustering import adjusted_rand
+    from synapse_bmz.cluster.pipeline import ClusterConfig, run_cluster
+
+    both = pd.concat([pd.read_csv(folders[k] / "synapses.csv").assign(dataset=k) for k in folders], ignore_index=True)
+    feats = [c for c in both.columns if c.startswith("feature_")]
+    table = pd.concat([both[["synapse_id"]], both["source"].rename("volume"), both["dataset"].rename("source"),
+                       both[feats]], axis=1)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "features.csv"
+    table.to_csv(path, index=False)
+    run = run_cluster(ClusterConfig(output=str(out), features_csv=str(path), k_min=2, k_max=k_max,
+                                    embeddings=list(embeddings), threads=threads))
+    t = pd.read_csv(run.folder / "synapses.csv")
+    return run, {"n_synapses": int(len(t)), "k": run.k, "silhouette": round(run.silhouette, 4),
+                 "ari_cluster_vs_dataset": round(float(adjusted_rand(t["source"], t["cluster"])), 4),
+                 "clusters": {str(c): g["source"].value_counts().to_dict() for c, g in t.groupby("cluster")},
+                 "run_folder": str(run.folder)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -214,20 +234,7 @@ def main(argv=None) -> int:
             result[key] = _describe(run.folder)
             print(f"{key}: {run.n_synapses} synapses, k = {run.k} (silhouette {run.silhouette:.3f}), "
                   f"{result[key]['seconds']} s")
-        # both together from the features already extracted: do clusters follow the data set?
-        both = pd.concat([pd.read_csv(folders[k] / "synapses.csv").assign(dataset=k) for k in folders], ignore_index=True)
-        keep = [c for c in both.columns if c.startswith("feature_")] + ["synapse_id", "source", "dataset"]
-        feats = Path(tmp) / "both_features.csv"
-        both[keep].to_csv(feats, index=False)
-        cfg = ClusterConfig(output=str(runs / "both"), features_csv=str(feats), k_min=2, k_max=common["k_max"],
-                            embeddings=common["embeddings"], threads=a.threads)
-        run = run_cluster(cfg)
-        from analysis.clustering import adjusted_rand
-
-        t = pd.read_csv(run.folder / "synapses.csv")
-        result["both"] = {"n_synapses": int(len(t)), "k": run.k, "silhouette": round(run.silhouette, 4),
-                          "ari_cluster_vs_dataset": round(float(adjusted_rand(t["dataset"], t["cluster"])), 4),
-                          "run_folder": str(run.folder)}
+        run, result["both"] = cluster_both(folders, runs / "both", common["k_max"], common["embeddings"], a.threads)
         print(f"both: k = {run.k}, ARI(cluster, data set) = {result['both']['ari_cluster_vs_dataset']}")
         if a.card_figures:
             a.card_figures.mkdir(parents=True, exist_ok=True)
