@@ -224,6 +224,26 @@ def _relabel_connected(pieces: np.ndarray) -> tuple:
     return remap[out], n
 
 
+def _largest_neuron_piece(labels: np.ndarray, neurons: np.ndarray) -> tuple:
+    """Each component reduced to its largest (component, neuron) piece (ties: the piece first in raster order)."""
+    pieces, n = _split_by_neuron(labels, neurons)
+    if not n:
+        return pieces, 0
+    flat, orig = pieces.ravel(), labels.ravel()
+    idx = np.flatnonzero(flat)
+    orig_of = np.zeros(n + 1, np.int64)
+    orig_of[flat[idx]] = orig[idx]
+    size = np.bincount(flat, minlength=n + 1)
+    best: dict = {}
+    for k in range(1, n + 1):
+        o = int(orig_of[k])
+        if o not in best or size[k] > size[best[o]]:
+            best[o] = k
+    keep = np.zeros(n + 1, bool)
+    keep[list(best.values())] = True
+    return _relabel_connected(np.where(keep[pieces], pieces, 0))
+
+
 def _synful_core(post, vectors, voxel, origin, volume_shape, *, threshold, method, nms_radius_nm,
                  location, score, min_volume_nm3, neurons_region=None):
     """Sites of a (cropped) Synful output; coordinates global. Returns the arrays of the
@@ -398,9 +418,11 @@ def _polarity_core(pre, post, union, voxel, origin, volume_shape, *, threshold, 
     sites = []
     for side, prob in (("pre", pre), ("post", post)):
         labels, n = ndimage.label(prob > threshold, structure=structure)
-        if n and neurons_region is not None and side == "post":
-            # each post-synaptic partner is its own neuron; the pre-synaptic region is one (the T-bar's)
-            labels, n = _split_by_neuron(labels, np.asarray(neurons_region))
+        if n and neurons_region is not None:
+            if side == "post":  # each post-synaptic partner is its own neuron
+                labels, n = _split_by_neuron(labels, np.asarray(neurons_region))
+            else:  # the pre-synaptic region is one neuron's (the T-bar's): its largest neuron piece
+                labels, n = _largest_neuron_piece(labels, np.asarray(neurons_region))
         site, pos, value, count = _component_sites(labels, n, prob, voxel, origin, location, score)
         keep = count * vox_vol >= min_volume_nm3
         sites.append((site[keep], pos[keep], value[keep], count[keep] * vox_vol))
@@ -471,8 +493,9 @@ def polarity_partners(
     split_by_neuron : bool, optional
         With ``neurons``: cut post-synaptic components where the neuron id
         changes (as in :func:`synful_partners`), so each partner of a
-        polyadic synapse is paired on its own; pre-synaptic components stay
-        whole. Default False.
+        polyadic synapse is paired on its own, and reduce each pre-synaptic
+        component to its largest single-neuron piece (the T-bar's neuron),
+        whose site then gives ``pre_id``. Default False.
 
     Returns
     -------
