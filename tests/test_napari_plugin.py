@@ -181,6 +181,34 @@ def test_reader_voxel_size_from_files(make_napari_viewer, tmp_path):
     assert get_reader(str(tmp_path / "notes.txt")) is None
 
 
+def test_partner_table_opens_as_arrows_over_the_volume(make_napari_viewer, tmp_path):
+    """partners.csv / .parquet (as `synapse-bmz run` writes them) -> a Vectors layer post -> pre and a
+    Points layer at the post-sites, in nm world coordinates; other csv files are not claimed."""
+    from synapse_bmz.napari._partners import get_partner_reader
+
+    table = pd.DataFrame({"pre_z_nm": [90.0, 45.0], "pre_y_nm": [46.0, 92.0], "pre_x_nm": [4.6, 9.2],
+                          "post_z_nm": [45.0, 45.0], "post_y_nm": [23.0, 46.0], "post_x_nm": [4.6, 13.8],
+                          "score": [3.5, 1.0], "pre_id": [7, 8], "post_id": [2, 3]})
+    (tmp_path / "out").mkdir()
+    table.to_csv(tmp_path / "out" / "partners.csv", index=False)
+    table.to_parquet(tmp_path / "out" / "partners.parquet")
+    viewer = make_napari_viewer()
+    for name in ("partners.csv", "partners.parquet"):
+        layers = viewer.open(str(tmp_path / "out" / name), plugin=PLUGIN)
+        kinds = [type(layer).__name__ for layer in layers]
+        assert kinds == ["Vectors", "Points"], kinds
+        vectors, points = layers
+        np.testing.assert_allclose(vectors.data[:, 0], table[["post_z_nm", "post_y_nm", "post_x_nm"]].to_numpy())
+        np.testing.assert_allclose(vectors.data[:, 0] + vectors.data[:, 1],
+                                   table[["pre_z_nm", "pre_y_nm", "pre_x_nm"]].to_numpy())
+        np.testing.assert_allclose(points.data, table[["post_z_nm", "post_y_nm", "post_x_nm"]].to_numpy())
+        assert vectors.features["score"].tolist() == [3.5, 1.0] and points.features["pre_id"].tolist() == [7, 8]
+        assert vectors.name.startswith("out/partners (post -> pre)")  # napari numbers a repeated name
+    pd.DataFrame({"a": [1]}).to_csv(tmp_path / "other.csv", index=False)
+    assert get_partner_reader(str(tmp_path / "other.csv")) is None
+    assert get_partner_reader(str(tmp_path / "missing.csv")) is None
+
+
 @pytest.mark.parametrize("suffix", [".tif", ".zarr", ".h5", ".mrc"])
 def test_writer_reader_roundtrip(make_napari_viewer, tmp_path, suffix):
     """A labels layer saved by the plugin reopens with the same values and the same nm scale."""
