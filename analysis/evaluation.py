@@ -49,17 +49,26 @@ def _overlaps(gt: np.ndarray, pred: np.ndarray):
     """(intersections (N_gt, N_pred), gt sizes, pred sizes, gt labels, pred labels), background dropped."""
     gt, pred = np.asarray(gt), np.asarray(pred)
     same_shape(pred, "pred", gt, "gt")
-    gt_labels, gt_inv, gt_sizes = np.unique(gt.ravel(), return_inverse=True, return_counts=True)
-    pr_labels, pr_inv, pr_sizes = np.unique(pred.ravel(), return_inverse=True, return_counts=True)
-    both = (gt.ravel() != 0) & (pred.ravel() != 0)
-    pairs = gt_inv[both].astype(np.int64) * len(pr_labels) + pr_inv[both]
-    pair_ids, inter = np.unique(pairs, return_counts=True)
-    gi, pj = np.divmod(pair_ids, len(pr_labels))
+    g, p = gt.ravel(), pred.ravel()
+    # objects are counted on the foreground only: the background (often most voxels) is never sorted
+    g_fg, p_fg = g[g != 0], p[p != 0]
+    gt_labels, gt_sizes = np.unique(g_fg, return_counts=True)
+    pr_labels, pr_sizes = np.unique(p_fg, return_counts=True)
+    both = (g != 0) & (p != 0)
+    gi = np.searchsorted(gt_labels, g[both]).astype(np.int64)
+    pj = np.searchsorted(pr_labels, p[both]).astype(np.int64)
+    pair_ids, inter = np.unique(gi * len(pr_labels) + pj, return_counts=True)
     inter_full = np.zeros((len(gt_labels), len(pr_labels)), np.int64)
-    inter_full[gi, pj] = inter
-    keep_g, keep_p = gt_labels != 0, pr_labels != 0
-    return (inter_full[np.ix_(keep_g, keep_p)], gt_sizes[keep_g], pr_sizes[keep_p],
-            gt_labels[keep_g], pr_labels[keep_p])
+    inter_full[np.divmod(pair_ids, len(pr_labels))] = inter
+    return inter_full, gt_sizes, pr_sizes, gt_labels, pr_labels
+
+
+def _merge_split(inter, gt_sizes, pr_sizes) -> dict[str, int]:
+    gt_in = 2 * inter > gt_sizes[:, None]  # gt object i lies in predicted object j
+    pr_in = 2 * inter > pr_sizes[None, :]  # predicted object j lies in gt object i
+    per_pred, per_gt = gt_in.sum(0), pr_in.sum(1)
+    return {"merges": int((per_pred >= 2).sum()), "merged_gt": int(per_pred[per_pred >= 2].sum()),
+            "splits": int((per_gt >= 2).sum()), "split_pred": int(per_gt[per_gt >= 2].sum())}
 
 
 def iou_matrix(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,12 +115,7 @@ def merge_split_counts(gt: np.ndarray, pred: np.ndarray) -> dict[str, int]:
     >>> merge_split_counts(gt, pred)
     {'merges': 1, 'merged_gt': 2, 'splits': 1, 'split_pred': 2}
     """
-    inter, gt_sizes, pr_sizes, _, _ = _overlaps(gt, pred)
-    gt_in = 2 * inter > gt_sizes[:, None]  # gt object i lies in predicted object j
-    pr_in = 2 * inter > pr_sizes[None, :]  # predicted object j lies in gt object i
-    per_pred, per_gt = gt_in.sum(0), pr_in.sum(1)
-    return {"merges": int((per_pred >= 2).sum()), "merged_gt": int(per_pred[per_pred >= 2].sum()),
-            "splits": int((per_gt >= 2).sum()), "split_pred": int(per_gt[per_gt >= 2].sum())}
+    return _merge_split(*_overlaps(gt, pred)[:3])
 
 
 def scores_from_counts(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -227,12 +231,13 @@ def pooled_instance_report(
     n_gt = n_pred = n = 0
     counts = {"merges": 0, "merged_gt": 0, "splits": 0, "split_pred": 0}
     for gt, pred in pairs:
-        iou, gt_labels, pr_labels = iou_matrix(gt, pred)
-        if iou.size:
+        inter, gt_sizes, pr_sizes, gt_labels, pr_labels = _overlaps(gt, pred)
+        if inter.size:
+            iou = inter / (gt_sizes[:, None] + pr_sizes[None, :] - inter)
             rows, cols = linear_sum_assignment(iou, maximize=True)
             matched = iou[rows, cols]
             tp += np.array([(matched >= t).sum() for t in thresholds], np.int64)
-        for key, value in merge_split_counts(gt, pred).items():
+        for key, value in _merge_split(inter, gt_sizes, pr_sizes).items():
             counts[key] += value
         n_gt, n_pred, n = n_gt + len(gt_labels), n_pred + len(pr_labels), n + 1
     report: dict = {}

@@ -4,7 +4,9 @@ Predicts five training sections (never the held-out ones) with the
 package's network, grid-searches the recipe's thresholds and mode for the
 best pooled instance F1 (IoU >= 0.5, Hungarian), and reports the held-out
 F1 with the winner. This is how ``model_packages/vesicles_2d`` got its
-``postprocessing.params``.
+``postprocessing.params``. A package with a distance channel
+(``target: foreground_boundary_distance``) is searched over
+``mode: predicted_distance`` (``DISTANCE_GRID``), others over ``GRID``.
 
 Usage: ``python scripts/tune_vesicle_recipe.py [PACKAGE]`` (default model_packages/vesicles_2d)
 """
@@ -23,16 +25,33 @@ sys.path.insert(0, str(REPO))
 GRID = {"mode": ["components", "distance"], "vesicle_radius_nm": [20, 30],
         "foreground_threshold": [0.5, 0.7, 0.8, 0.9], "mask_threshold": [0.5, 0.7, 0.8, 0.9],
         "boundary_threshold": [0.5, 0.7]}
+DISTANCE_GRID = {"mode": ["predicted_distance"], "mask_threshold": [0.3, 0.4, 0.5, 0.6],
+                 "seed_threshold": [0.2, 0.3, 0.4, 0.5, 0.6], "seed_separation_nm": [0, 15, 30],
+                 "min_radius_nm": [5, 8], "vesicle_radius_nm": [30]}
 TUNING_SECTIONS = (0, 5, 10, 15, 20)  # indices into the training split
 
 
 def pooled_f1(preds, instances, voxel_size_nm, **params):
     """Instance F1 (IoU >= 0.5, Hungarian) pooled over sections, `analysis.evaluation.pooled_instance_scores`."""
     from analysis.evaluation import pooled_instance_scores
-    from postprocessing.vesicles import segment_vesicles
 
-    pairs = ((gt, segment_vesicles(p[0], p[1], voxel_size_nm, **params)) for p, gt in zip(preds, instances))
-    return pooled_instance_scores(pairs, 0.5)["f1"]
+    return pooled_instance_scores(_pairs(preds, instances, voxel_size_nm, params), 0.5)["f1"]
+
+
+def _pairs(preds, instances, voxel_size_nm, params):
+    from postprocessing.recipes import apply_recipe
+
+    return ((gt, apply_recipe("vesicles", p, voxel_size_nm, params)) for p, gt in zip(preds, instances))
+
+
+def _report(preds, instances, voxel_size_nm, params) -> str:
+    """F1 at IoU 0.3 / 0.5 / 0.7, precision/recall at 0.5, merges and splits (`pooled_instance_report`)."""
+    from analysis.evaluation import pooled_instance_report
+
+    r = pooled_instance_report(_pairs(preds, instances, voxel_size_nm, params))
+    return (f"F1 {r[0.3]['f1']:.3f} / {r[0.5]['f1']:.3f} / {r[0.7]['f1']:.3f} at IoU 0.3/0.5/0.7, "
+            f"P {r[0.5]['precision']:.3f} R {r[0.5]['recall']:.3f}, merges {r['merges']} ({r['merged_gt']} objects), "
+            f"splits {r['splits']} (into {r['split_pred']})")
 
 
 def main(argv=None) -> int:
@@ -55,15 +74,18 @@ def main(argv=None) -> int:
     radius_nm = np.sqrt(areas[areas > 0] / np.pi) * float(np.mean(vox))
     print("annotated objects on these sections: equivalent radius (nm) median "
           f"{np.median(radius_nm):.1f}, 95th percentile {np.percentile(radius_nm, 95):.1f}")
+    grid = DISTANCE_GRID if cfg.out_channels >= 3 else GRID
     scored = []
-    for values in itertools.product(*GRID.values()):
-        params = dict(zip(GRID, values))
+    for values in itertools.product(*grid.values()):
+        params = dict(zip(grid, values))
         scored.append((pooled_f1(p_train, gt_train, vox, **params), params))
     scored.sort(key=lambda t: -t[0])
     best_f1, best = scored[0]
-    print(f"defaults: training F1 {pooled_f1(p_train, gt_train, vox):.3f}, held-out F1 {pooled_f1(p_val, val.instances, vox):.3f}")
+    for f1, params in scored[:5]:
+        print(f"  training F1 {f1:.3f}: {params}")
     print(f"best on training sections {[train.names[i] for i in sel]}: F1 {best_f1:.3f} with {best}")
-    print(f"held-out F1 with it: {pooled_f1(p_val, val.instances, vox, **best):.3f}")
+    print(f"  training: {_report(p_train, gt_train, vox, best)}")
+    print(f"held-out with it: {_report(p_val, val.instances, vox, best)}")
     return 0
 
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif("vesicles_2d" not in available_packages(), reaso
 def test_demo_writes_prediction_instances_and_table(tmp_path):
     res = run("vesicles_2d", [str(CROP)], tmp_path, RunOptions(progress=False))[0]
     pred = zarr.open_group(str(res.prediction), mode="r")["0"]
-    assert pred.shape == (2, 3, 384, 512)
+    assert pred.shape == (3, 3, 384, 512)  # foreground, boundary, distance
     labels = tifffile.imread(res.labels)
     assert labels.shape == (3, 384, 512)
     table = pd.read_csv(res.table)

@@ -118,7 +118,7 @@ def test_models_rdf_card(server, client):
     assert {"vesicles_2d", "mitochondria_2d", "synapse_cleft", "ribbon"} <= set(models)
     m = models[MODEL]
     assert m["task"] == "vesicles" and m["axes"] == "bcyx" and m["voxel_size_nm"] == [5.0, 5.0]
-    assert "torchscript" in m["weight_formats"] and m["channels"] == ["foreground", "boundary"]
+    assert "torchscript" in m["weight_formats"] and m["channels"] == ["foreground", "boundary", "distance"]
     rdf = client.model(MODEL)
     assert rdf["type"] == "model" and rdf["inputs"][0]["axes"]
     assert client.card(MODEL).lstrip().startswith("#")
