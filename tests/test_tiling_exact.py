@@ -26,7 +26,7 @@ import pytest
 from synapse_bmz.packaging.halo import (interior, predict_volume, reflect_to, reproducibility_tolerance,
                                         spec_output_halo, unet_context, valid_size)
 
-PACKAGES_2D = ["vesicles_2d", "mitochondria_2d"]
+PACKAGES_2D = ["vesicles_2d", "mitochondria_2d", "psd_2d"]
 PACKAGES_3D = ["vesicles_3d", "synapse_cleft"]
 PACKAGES_3D_SLOW = ["active_zone", "compartments", "mitochondria_3d", "ribbon", "vesicles_cryo",
                     "synaptic_partners", "synaptic_polarity"]
