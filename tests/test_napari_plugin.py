@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 pytest.importorskip("napari", reason="the napari extra is not installed (pip install 'synapse-bmz[napari]')")
 pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
@@ -281,7 +282,9 @@ def test_segmentation_widget_end_to_end(make_napari_viewer, qtbot, tmp_path):
     widget.package.value = Path(__file__).resolve().parents[1] / "model_packages" / "vesicles_2d" / "rdf.yaml"
     assert widget.card.value.startswith("vesicles_2d: 2D U-Net") and widget.source.endswith("rdf.yaml")
     widget.model.value = "vesicles_2d"
-    assert "vesicles_2d" in widget.card.value and "instance_f1 0.494" in widget.card.value
+    card = yaml.safe_load((Path(__file__).resolve().parents[1] / "model_packages" / "vesicles_2d" / "rdf.yaml").read_text())
+    f1 = card["config"]["synapse_bmz"]["accuracy"]["instance_f1"]
+    assert "vesicles_2d" in widget.card.value and f"instance_f1 {f1}" in widget.card.value
     assert widget.voxel_size.value == "5, 5, 5"
     widget.device.value = "cpu"
     widget.task.run_button.native.click()
@@ -398,23 +401,25 @@ def test_postprocessing_rerun_and_size_filter(make_napari_viewer, qtbot, tmp_pat
     """Re-segment a saved prediction with other parameters (no prediction), then filter by size in nm^3."""
     viewer = make_napari_viewer(show=True)
     layers = viewer.open(str(prediction_store), plugin=PLUGIN)
-    assert [layer.name for layer in layers] == ["vesicles_2d foreground", "vesicles_2d boundary"]
+    assert [layer.name for layer in layers] == ["vesicles_2d foreground", "vesicles_2d boundary", "vesicles_2d distance"]
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Postprocessing")
     assert widget.prediction.value is layers[0] and widget.recipe.value.startswith("vesicles")
     form = widget.form
-    assert form["vesicle_radius_nm"].value == 30 and form["mode"].value == "components"
-    form["foreground_threshold"].value = 0.6
+    rdf = yaml.safe_load((Path(__file__).resolve().parents[1] / "model_packages" / "vesicles_2d" / "rdf.yaml").read_text())
+    params = rdf["config"]["synapse_bmz"]["postprocessing"]["params"]
+    assert form["vesicle_radius_nm"].value == params["vesicle_radius_nm"] and form["mode"].value == params["mode"]
+    form["mask_threshold"].value = 0.7  # the package's is 0.5
     widget.task.run_button.native.click()
     wait_done(qtbot, widget.task)
     assert not any(isinstance(e, api.ProgressEvent) and e.stage == "predict" for e in widget.task.events)
 
     pred = layers[0].metadata["synapse_bmz"]["prediction"]
-    expected = api.segment("vesicles_2d", pred, params={"foreground_threshold": 0.6})
+    expected = api.segment("vesicles_2d", pred, params={"mask_threshold": 0.7})
     default = api.segment("vesicles_2d", pred)
     got = viewer.layers["vesicles (vesicles_2d)"]
     np.testing.assert_array_equal(np.asarray(got.data), np.asarray(expected.labels))
     assert not np.array_equal(np.asarray(expected.labels), np.asarray(default.labels))
-    assert got.metadata["synapse_bmz"]["params"]["foreground_threshold"] == 0.6
+    assert got.metadata["synapse_bmz"]["params"]["mask_threshold"] == 0.7
     check_screenshot(viewer, tmp_path / "postprocessing.png")
 
     _, sizes = viewer.window.add_plugin_dock_widget(PLUGIN, "Size filter")

@@ -76,6 +76,13 @@ def wait_state(url: str, job_id: str, states, user: str = "alice", timeout_s: fl
 
 
 @pytest.fixture(scope="module")
+def crop_objects(tmp_path_factory) -> int:
+    """Vesicles `synapse-bmz run` finds on the demo crop: what a job on the same file must report."""
+    out = local_run([CROP], tmp_path_factory.mktemp("crop_local"))[Path(CROP).stem]
+    return len(pd.read_csv(out / "vesicles.csv"))
+
+
+@pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     srv = Server(root, extra=["--max-upload-mb", "2", "--allow-package-upload"], workers=2).start()
@@ -166,14 +173,14 @@ def test_upload_job_equals_local_run(server, client, tmp_path):
     assert client.job(job_id)["state"] == "succeeded"
 
 
-def test_path_job_and_slice_zip_and_events(server, client, tmp_path):
+def test_path_job_and_slice_zip_and_events(server, client, tmp_path, crop_objects):
     job_id = client.submit(MODEL, path="sub/inner.tif")
     r = httpx.get(f"{server.url}/jobs/{job_id}/events", headers=headers(), timeout=120)
     assert r.headers["content-type"].startswith("text/event-stream")
     events = [ln.split(":", 1)[1].strip() for ln in r.text.splitlines() if ln.startswith("event:")]
     assert events[-1] == "end" and "progress" in events
     last = json.loads([ln for ln in r.text.splitlines() if ln.startswith("data:")][-1][5:])
-    assert last["state"] == "succeeded" and last["result"]["n_objects"] == 234  # the demo's count on this crop
+    assert last["state"] == "succeeded" and last["result"]["n_objects"] == crop_objects > 0
     # a folder of PNG slices, zipped by the client, is one 3D input
     from PIL import Image
 
@@ -452,7 +459,7 @@ def test_server_killed_mid_job_resumes_to_identical_output(tmp_path):
         srv.stop()
 
 
-def test_finished_outputs_expire_after_retention(tmp_path):
+def test_finished_outputs_expire_after_retention(tmp_path, crop_objects):
     srv = Server(tmp_path / "srv", extra=["--retention-hours", str(2.0 / 3600)], workers=1)
     shutil.copy(CROP, srv.data / "crop.tif")
     srv.start()
@@ -465,7 +472,7 @@ def test_finished_outputs_expire_after_retention(tmp_path):
             assert c.outputs(job_id)
             job = wait_state(srv.url, job_id, ("expired",), timeout_s=30)
             assert c.outputs(job_id) == [] and not (srv.state / "jobs" / job_id).exists()
-            assert job["result"]["n_objects"] == 234
+            assert job["result"]["n_objects"] == crop_objects > 0
     finally:
         srv.stop()
 
