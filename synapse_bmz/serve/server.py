@@ -105,8 +105,8 @@ class Supervisor:
                         self.procs[i] = self._spawn(i)
                 if time.monotonic() - last_sweep > self.cfg.sweep_interval_s:
                     last_sweep = time.monotonic()
-                    for job_id in store.expire(self.cfg.retention_s):
-                        shutil.rmtree(store.job_dir(job_id), ignore_errors=True)
+                    store.expire(self.cfg.retention_s,
+                                 remove=lambda job_id: shutil.rmtree(store.job_dir(job_id), ignore_errors=True))
         finally:
             store.close()
 

@@ -17,7 +17,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, EXPIRED = (
     "queued", "running", "succeeded", "failed", "cancelled", "expired")
@@ -229,15 +229,22 @@ class JobStore:
                 moved.append(row["id"])
         return moved
 
-    def expire(self, older_than_s: float) -> List[str]:
-        """Finished jobs (succeeded/failed/cancelled) older than ``older_than_s``: state ``expired``."""
+    def expire(self, older_than_s: float, remove: Optional[Callable[[str], None]] = None) -> List[str]:
+        """Finished jobs (succeeded/failed/cancelled) older than ``older_than_s``: state ``expired``.
+
+        ``remove(job_id)`` (deleting its files) runs before the state changes, so a job reads
+        ``expired`` only once its outputs are gone."""
         cutoff = time.time() - older_than_s
         with self._tx() as c:
             ids = [r["id"] for r in c.execute(
                 "SELECT id FROM jobs WHERE state IN (?,?,?) AND finished < ?",
                 (SUCCEEDED, FAILED, CANCELLED, cutoff)).fetchall()]
-            c.executemany("UPDATE jobs SET state=?, updated=? WHERE id=?",
-                          [(EXPIRED, time.time(), i) for i in ids])
+        for i in ids:
+            if remove is not None:
+                remove(i)
+        with self._tx() as c:
+            c.executemany("UPDATE jobs SET state=?, updated=? WHERE id=? AND state IN (?,?,?)",
+                          [(EXPIRED, time.time(), i, SUCCEEDED, FAILED, CANCELLED) for i in ids])
         return ids
 
     # -- reading -------------------------------------------------------------------------
