@@ -190,6 +190,17 @@ class JobStore:
                       " WHERE id=?", (state, error, json.dumps(result) if result is not None else None,
                                       now, now, job_id))
 
+    def finish_succeeded(self, job_id: str, result: Dict[str, Any]) -> bool:
+        """Mark a job succeeded unless a cancel was requested meanwhile (one transaction).
+
+        Returns False when the cancel request won: the caller removes the files and finishes
+        the job as cancelled, so a cancel that reached a running job is never lost."""
+        now = time.time()
+        with self._tx() as c:
+            cur = c.execute("UPDATE jobs SET state=?, error=NULL, result=?, finished=?, updated=?, worker=NULL"
+                            " WHERE id=? AND cancel=0", (SUCCEEDED, json.dumps(result), now, now, job_id))
+            return cur.rowcount == 1
+
     def request_cancel(self, job_id: str) -> Optional[str]:
         """Cancel a job: a queued one at once, a running one at its worker's next progress event.
 

@@ -26,7 +26,7 @@ from typing import Optional
 
 from ..errors import Cancelled, SynapseBmzError
 from .catalog import Catalog
-from .store import CANCELLED, FAILED, SUCCEEDED, Job, JobStore
+from .store import CANCELLED, FAILED, Job, JobStore
 
 #: Progress is written to the store at most this often per job (seconds), and on every stage change.
 PROGRESS_INTERVAL_S = 0.1
@@ -120,7 +120,9 @@ class Worker:
             traceback.print_exc(file=sys.stderr)
             self.store.finish(job.id, FAILED, error=f"internal error: {type(e).__name__}: {_one_line(e)}"[:500])
             return
-        self.store.finish(job.id, SUCCEEDED, result=result)
+        if not self.store.finish_succeeded(job.id, result):  # cancelled after its last progress event
+            shutil.rmtree(self.store.job_dir(job.id), ignore_errors=True)
+            self.store.finish(job.id, CANCELLED, error="cancelled by request")
 
     def _progress_callback(self, job: Job):
         last = {"t": 0.0, "stage": None}
