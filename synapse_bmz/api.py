@@ -357,7 +357,7 @@ def predict_events(model, image, voxel_size_nm: Optional[Sequence[float]] = None
     info.update(voxel_size_nm=list(model_vs), blocks_total=total, blocks_computed=total - len(done))
     if isinstance(out, (str, Path)):
         info["store"] = str(out)
-    return _as_dataarray(arr, channels, model_vs, info)
+    return _as_dataarray(arr, channels, model_vs, {**info, **(out_attrs or {})})
 
 
 def _as_dataarray(arr, channels, voxel_size_nm, attrs):

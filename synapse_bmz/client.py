@@ -133,8 +133,9 @@ class Client:
     def job(self, job_id: str) -> Dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}").json()
 
-    def jobs(self) -> List[Dict[str, Any]]:
-        return self._request("GET", "/jobs").json()
+    def jobs(self, limit: int = 100) -> List[Dict[str, Any]]:
+        """The caller's ``limit`` most recent jobs (at most 1000), oldest first."""
+        return self._request("GET", "/jobs", params={"limit": int(limit)}).json()
 
     def events(self, job_id: str, timeout_s: float = 3600.0) -> Iterator[tuple]:
         """``(event, job)`` pairs of the job's server-sent events until it finishes."""

@@ -163,6 +163,12 @@ def test_upload_job_equals_local_run(server, client, tmp_path):
     assert got == tmp_path / "remote" / inp.stem
     assert_same_outputs(ref, got)
     assert not [p for p in (tmp_path / "remote").iterdir() if p.name.startswith(".")]
+    # outputs name the input as uploaded and never reveal the server's folders
+    assert json.loads((got / "provenance.json").read_text())["input"] == inp.name
+    for f in got.rglob("*"):
+        if f.is_file() and f.suffix in ("", ".json", ".csv") and f.stat().st_size < 1 << 20:
+            text = f.read_bytes().decode("utf-8", "replace")
+            assert str(server.root) not in text and str(server.state) not in text, f
     # the caller's job list has it; another user neither lists nor reads it
     assert job_id in {j["id"] for j in client.jobs()}
     assert job_id not in {j["id"] for j in httpx.get(server.url + "/jobs", headers=headers("bob")).json()}
@@ -238,9 +244,17 @@ def test_hundred_concurrent_jobs_none_lost_or_mixed(server, tmp_path):
                 tmp.write_bytes(r.content)
                 mixed += not np.array_equal(tifffile.imread(tmp), tifffile.imread(refs[stem] / "vesicles.tif"))
     assert mixed == 0
-    alice = {j["id"] for j in httpx.get(server.url + "/jobs", headers=headers("alice")).json()}
+    listed = httpx.get(server.url + "/jobs", params={"limit": 1000}, headers=headers("alice")).json()
+    alice = {j["id"] for j in listed}
     assert {j for u, j, _ in submitted if u == "alice"} <= alice
     assert not {j for u, j, _ in submitted if u == "bob"} & alice
+    # a limit keeps the most recent jobs, still oldest first
+    assert [j["created"] for j in listed] == sorted(j["created"] for j in listed)
+    with Client(server.url, TOKENS["alice"]) as c:
+        assert [j["id"] for j in c.jobs(limit=5)] == [j["id"] for j in listed[-5:]]
+    for bad in ("0", "1001", "many"):
+        r = httpx.get(server.url + "/jobs", params={"limit": bad}, headers=headers("alice"))
+        assert r.status_code == 422 and "limit" in r.json()["detail"], (bad, r.text)
 
 
 def test_cancel_queued_and_running(server, client, tmp_path):

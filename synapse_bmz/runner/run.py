@@ -63,6 +63,11 @@ class RunOptions:
     #: neuron segmentation on the input's grid (partner packages): pre_id/post_id, same-neuron pairs
     #: dropped, and the recipe's ``split_by_neuron`` separates the partners of a polyadic synapse
     neurons: Optional[str] = None
+    #: how the input is named in ``provenance.json`` and the prediction's attributes (default: its
+    #: path); the service gives the name under its data root, so outputs do not reveal its folders
+    input_label: Optional[str] = None
+    #: how the model is named there in place of its rdf.yaml path (default: the path)
+    model_label: Optional[str] = None
 
 
 @dataclass
@@ -278,6 +283,7 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
         raise ModelError(f"{model.name}: a feature extractor (output: batch x features), not a segmentation "
                          "network; use `synapse-bmz cluster RAW --synapses TABLE -o OUT`")
     source = api.FileInput(str(input_path), tuple(options.voxel_size_nm) if options.voxel_size_nm else None)
+    input_label = options.input_label or str(input_path)
     volume = source.volume()  # reads the header now, so a bad input fails before any folder is made
     neurons = _neurons_for(model, volume, options.neurons) if options.neurons else None
     partial, resumed = _prepare_partial(out_dir, _fingerprint(model, input_path, options), options.resume)
@@ -295,11 +301,14 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
         pred = _drive(api.predict_events(
             session, source, tile=options.tile, halo=options.halo, batch_size=options.batch_size,
             memory_budget_bytes=options.memory_budget_bytes, out=partial / "prediction.ome.zarr",
-            out_attrs={"synapse_bmz_version": __version__, "input": str(input_path)},
+            out_attrs={"synapse_bmz_version": __version__, "input": input_label,
+                       **({"rdf": options.model_label} if options.model_label else {})},
             markers=DoneMarkers(markers_root, "predict"), resume=resumed, executor=executor,
             threads_per_worker=options.threads_per_worker), progress)
         predict_s = time.perf_counter() - t0
-        provenance = {"synapse_bmz_version": __version__, "input": str(input_path), **pred.attrs,
+        # the store's path names the unfinished folder (renamed when done): the output's own name instead
+        provenance = {"synapse_bmz_version": __version__, **{k: v for k, v in pred.attrs.items() if k != "store"},
+                      "input": input_label, "prediction": "prediction.ome.zarr",
                       "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                       "executor": getattr(executor, "name", "serial"), "resumed": resumed}
         labels_name = table_name = None

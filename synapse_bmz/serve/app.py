@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from fastapi import Depends, FastAPI, File, Form, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -298,9 +298,10 @@ def create_app(cfg: ServeConfig, supervisor=None) -> FastAPI:
         return JobAccepted(id=job.id, state=job.state, model=model, input=input_name)
 
     @app.get("/jobs", tags=["jobs"])
-    def list_jobs(who: str = Depends(user)) -> List[Dict[str, Any]]:
-        """The caller's jobs, oldest first."""
-        return [j.public() for j in store.list(owner=who)]
+    def list_jobs(limit: int = Query(100, ge=1, le=1000, description="how many of the most recent jobs"),
+                  who: str = Depends(user)) -> List[Dict[str, Any]]:
+        """The caller's ``limit`` most recent jobs (default 100, at most 1000), oldest first."""
+        return [j.public() for j in store.list(owner=who, limit=limit)]
 
     @app.get("/jobs/{job_id}", tags=["jobs"])
     def get_job(job_id: str, who: str = Depends(user)) -> Dict[str, Any]:

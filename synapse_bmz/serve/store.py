@@ -265,12 +265,11 @@ class JobStore:
         return _row_to_job(row) if row else None
 
     def list(self, owner: Optional[str] = None, limit: int = 1000) -> List[Job]:
+        """The ``limit`` most recently created jobs (of ``owner``, or everyone's), oldest first."""
+        where, args = ("WHERE owner=?", (owner,)) if owner is not None else ("", ())
         with self._lock:
-            if owner is None:
-                rows = self._conn.execute("SELECT * FROM jobs ORDER BY created LIMIT ?", (limit,)).fetchall()
-            else:
-                rows = self._conn.execute("SELECT * FROM jobs WHERE owner=? ORDER BY created LIMIT ?",
-                                          (owner, limit)).fetchall()
+            rows = self._conn.execute(f"SELECT * FROM (SELECT * FROM jobs {where} ORDER BY created DESC LIMIT ?)"
+                                      " ORDER BY created", (*args, int(limit))).fetchall()
         return [_row_to_job(r) for r in rows]
 
     def active(self, owner: str) -> int:

@@ -13,6 +13,7 @@ between jobs), so a killed server never leaves a worker racing its successor.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -142,7 +143,9 @@ class Worker:
         from ..runner.run import run_one
         from .options import JobOptions
 
-        opts = JobOptions(**job.options).run_options(resume=job.resume)
+        # outputs name the input as the client did, never by its path on this server
+        opts = dataclasses.replace(JobOptions(**job.options).run_options(resume=job.resume),
+                                   input_label=job.input_name, model_label=f"{job.model} (served)")
         rdf = self.catalog.rdf(job.model)
         session = self.cache.get(rdf, opts.weight_format)
         check_tile_options(session, opts.tile, opts.halo, opts.batch_size)
