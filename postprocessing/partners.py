@@ -11,7 +11,9 @@ post-synaptic site), not only synapses:
 - **Polarity** (pytorch_connectomics): three masks, pre-synaptic region,
   post-synaptic region and their union. :func:`polarity_partners` pairs
   every pre-synaptic with every post-synaptic component that lies in the
-  same (dilated) union component.
+  same (dilated) union component; with a neuron segmentation it can cut
+  the masks per neuron and pair each post-synaptic piece with its nearest
+  T-bar only (``split_by_neuron``, ``pairing``).
 
 Both return one row per partner pair with the columns :data:`PARTNER_COLUMNS`
 (positions in nm from the centre of the first voxel, (z, y, x)).
@@ -224,26 +226,6 @@ def _relabel_connected(pieces: np.ndarray) -> tuple:
     return remap[out], n
 
 
-def _largest_neuron_piece(labels: np.ndarray, neurons: np.ndarray) -> tuple:
-    """Each component reduced to its largest (component, neuron) piece (ties: the piece first in raster order)."""
-    pieces, n = _split_by_neuron(labels, neurons)
-    if not n:
-        return pieces, 0
-    flat, orig = pieces.ravel(), labels.ravel()
-    idx = np.flatnonzero(flat)
-    orig_of = np.zeros(n + 1, np.int64)
-    orig_of[flat[idx]] = orig[idx]
-    size = np.bincount(flat, minlength=n + 1)
-    best: dict = {}
-    for k in range(1, n + 1):
-        o = int(orig_of[k])
-        if o not in best or size[k] > size[best[o]]:
-            best[o] = k
-    keep = np.zeros(n + 1, bool)
-    keep[list(best.values())] = True
-    return _relabel_connected(np.where(keep[pieces], pieces, 0))
-
-
 def _synful_core(post, vectors, voxel, origin, volume_shape, *, threshold, method, nms_radius_nm,
                  location, score, min_volume_nm3, neurons_region=None):
     """Sites of a (cropped) Synful output; coordinates global. Returns the arrays of the
@@ -411,20 +393,70 @@ def _finish(pre, pos, value, volume, site, voxel, shape, neurons, drop_same_neur
 
 # ----------------------------------------------------------------------------- polarity
 
+_PAIRINGS = ("all", "nearest")
+
+
+def _inplane_radius_nm(pieces: np.ndarray, n: int, voxel: np.ndarray) -> np.ndarray:
+    """Per piece 1..n, its largest in-plane inscribed radius in nm: the largest (y, x)
+    distance of a voxel to a voxel of another label (or background) in its own section.
+    Beyond the array is not background (``black_border=False``), so a piece inside a crop
+    gets the value it has in the whole volume."""
+    if not n:
+        return np.zeros(0)
+    dist = np.zeros(pieces.shape, np.float32)
+    for z in range(pieces.shape[0]):
+        if pieces[z].any():
+            dist[z] = edt.edt(np.ascontiguousarray(pieces[z]), anisotropy=(float(voxel[1]), float(voxel[2])),
+                              black_border=False)
+    return np.asarray(ndimage.maximum(dist, pieces, np.arange(1, n + 1)), np.float64)
+
+
+def _pre_neuron_pieces(labels: np.ndarray, neurons: np.ndarray, voxel: np.ndarray, min_radius_nm) -> tuple:
+    """Each pre-synaptic component cut per neuron; kept: its largest piece (the T-bar's neuron)
+    and, with ``min_radius_nm``, every piece at least that thick in-plane (a component that
+    spans the T-bars of two neighbouring synapses gives both)."""
+    pieces, n = _split_by_neuron(labels, neurons)
+    if not n:
+        return pieces, 0
+    flat, orig = pieces.ravel(), labels.ravel()
+    idx = np.flatnonzero(flat)
+    orig_of = np.zeros(n + 1, np.int64)
+    orig_of[flat[idx]] = orig[idx]
+    size = np.bincount(flat, minlength=n + 1)
+    best: dict = {}
+    for k in range(1, n + 1):
+        o = int(orig_of[k])
+        if o not in best or size[k] > size[best[o]]:
+            best[o] = k
+    keep = np.zeros(n + 1, bool)
+    keep[list(best.values())] = True
+    if min_radius_nm is not None:
+        keep[1:] |= _inplane_radius_nm(pieces, n, voxel) >= float(min_radius_nm)
+    return _relabel_connected(np.where(keep[pieces], pieces, 0))
+
+
 def _polarity_core(pre, post, union, voxel, origin, volume_shape, *, threshold, union_threshold,
-                   dilation_nm, location, score, min_volume_nm3, neurons_region=None):
+                   dilation_nm, location, score, min_volume_nm3, neurons_region=None,
+                   pre_min_radius_nm=None, exclude_pre_from_post=False, pairing="all", one_per_neuron=False):
     structure = full_structure(3)
     vox_vol = float(np.prod(voxel))
-    sites = []
+    by_neuron = neurons_region is not None
+    sites, kept_labels = [], []
     for side, prob in (("pre", pre), ("post", post)):
         labels, n = ndimage.label(prob > threshold, structure=structure)
-        if n and neurons_region is not None:
+        if n and by_neuron:
             if side == "post":  # each post-synaptic partner is its own neuron
                 labels, n = _split_by_neuron(labels, np.asarray(neurons_region))
             else:  # the pre-synaptic region is one neuron's (the T-bar's): its largest neuron piece
-                labels, n = _largest_neuron_piece(labels, np.asarray(neurons_region))
+                labels, n = _pre_neuron_pieces(labels, np.asarray(neurons_region), voxel, pre_min_radius_nm)
         site, pos, value, count = _component_sites(labels, n, prob, voxel, origin, location, score)
         keep = count * vox_vol >= min_volume_nm3
+        if by_neuron and side == "post" and exclude_pre_from_post and n:
+            # a post piece sharing voxels with a kept pre piece lies in that (pre-synaptic) neuron
+            pre_lab, pre_keep = kept_labels[0]
+            inside_pre = (labels > 0) & pre_keep[pre_lab]
+            keep[np.unique(labels[inside_pre]) - 1] = False
+        kept_labels.append((labels, np.r_[False, keep]))
         sites.append((site[keep], pos[keep], value[keep], count[keep] * vox_vol))
     region = (union > union_threshold) | (pre > threshold) | (post > threshold)
     if np.max(dilation_nm) > 0:
@@ -433,7 +465,30 @@ def _polarity_core(pre, post, union, voxel, origin, volume_shape, *, threshold, 
     (s_pre, p_pre, v_pre, _), (s_post, p_post, v_post, vol_post) = sites
     g_pre = groups[tuple((s_pre - origin).T)] if len(s_pre) else np.zeros(0, np.int64)
     g_post = groups[tuple((s_post - origin).T)] if len(s_post) else np.zeros(0, np.int64)
-    i, j = np.nonzero((g_pre[:, None] == g_post[None, :]) & (g_post[None, :] > 0))
+    cand = (g_pre[:, None] == g_post[None, :]) & (g_post[None, :] > 0)
+    if by_neuron and (pairing == "nearest" or one_per_neuron):
+        nr = np.asarray(neurons_region)
+        n_pre = nr[tuple((s_pre - origin).T)].astype(np.int64) if len(s_pre) else np.zeros(0, np.int64)
+        n_post = nr[tuple((s_post - origin).T)].astype(np.int64) if len(s_post) else np.zeros(0, np.int64)
+        # a pre site in the post piece's own neuron is no partner of it (such rows are dropped later)
+        cand &= ~((n_pre[:, None] == n_post[None, :]) & (n_post[None, :] > 0))
+        if pairing == "nearest" and cand.size:
+            # each post piece: only the pre site nearest to its site (ties: first pre site in raster order)
+            d = np.linalg.norm(p_pre[:, None, :] - p_post[None, :, :], axis=2)
+            d = np.where(cand, d, np.inf)
+            order = np.lexsort((s_pre[:, 2], s_pre[:, 1], s_pre[:, 0]))
+            best = order[np.argmin(d[order], axis=0)]
+            cand = cand & (np.arange(len(s_pre))[:, None] == best[None, :])
+        if one_per_neuron and cand.size:
+            # per pre site and post neuron one partner: the largest post piece (ties: first in raster order)
+            i, j = np.nonzero(cand)
+            o = np.lexsort((s_post[j, 2], s_post[j, 1], s_post[j, 0], -vol_post[j], n_post[j], i))
+            i, j = i[o], j[o]
+            first = np.r_[True, (i[1:] != i[:-1]) | (n_post[j[1:]] != n_post[j[:-1]])] if len(i) else np.zeros(0, bool)
+            first |= n_post[j] == 0  # unsegmented ground is not one neuron
+            cand = np.zeros_like(cand)
+            cand[i[first], j[first]] = True
+    i, j = np.nonzero(cand)
     cut_groups = _interior_face_labels(groups, origin, volume_shape)
     cut = np.isin(g_post[j], cut_groups)
     return p_pre[i], p_post[j], 0.5 * (v_pre[i] + v_post[j]), vol_post[j], s_post[j], s_pre[i], cut
@@ -454,6 +509,10 @@ def polarity_partners(
     neurons=None,
     drop_same_neuron: bool = True,
     split_by_neuron: bool = False,
+    pre_min_radius_nm: float | None = None,
+    exclude_pre_from_post: bool = False,
+    pairing: str = "all",
+    one_per_neuron: bool = False,
 ) -> pd.DataFrame:
     """Partner pairs from a polarity output (pre-, post-synaptic and union masks).
 
@@ -461,7 +520,8 @@ def polarity_partners(
     component of ``post > threshold`` in the same connected component of the
     synapse region, ``(union > union_threshold) | pre | post`` dilated by a
     ball of ``dilation_nm``, so a polyadic synapse gives one row per
-    post-synaptic partner.
+    post-synaptic partner (with ``split_by_neuron`` and
+    ``neurons``, pieces per neuron instead of components, see ``pairing``).
 
     Parameters
     ----------
@@ -485,7 +545,9 @@ def polarity_partners(
         Statistic of each component's own channel; a pair's ``score`` is
         the mean of its pre and post component scores.
     min_volume_nm3 : float, optional
-        Smaller pre/post components are dropped.
+        Smaller pre/post components are dropped (with ``split_by_neuron``:
+        smaller pieces, after the cut, so a sliver of a mask in a
+        neighbouring neuron is no partner).
     neurons : (Z, Y, X) array-like of int, optional
         Neuron segmentation; adds ``pre_id``/``post_id`` at the two sites.
     drop_same_neuron : bool, optional
@@ -495,7 +557,33 @@ def polarity_partners(
         changes (as in :func:`synful_partners`), so each partner of a
         polyadic synapse is paired on its own, and reduce each pre-synaptic
         component to its largest single-neuron piece (the T-bar's neuron),
-        whose site then gives ``pre_id``. Default False.
+        whose site then gives ``pre_id``. Default False. The four options
+        below refine this neuron-aware pairing and change nothing without it.
+    pre_min_radius_nm : float, optional
+        With ``split_by_neuron``: besides its largest piece, every piece of
+        a pre-synaptic component whose in-plane inscribed radius (the
+        largest distance in nm, within its section, from a voxel of the
+        piece to another neuron or the background) is at least this is a
+        pre-synaptic site too: a component spanning the T-bars of two
+        neighbouring synapses gives both, while the thin rims it leaks into
+        the post-synaptic neurons do not count (the simulated targets' pre
+        region is a 100 nm disc, a post mask a 50 nm one). Default None:
+        only the largest piece.
+    exclude_pre_from_post : bool, optional
+        With ``split_by_neuron``: a post-synaptic piece that shares a voxel
+        with a kept pre-synaptic piece (so lies in that pre-synaptic
+        neuron) is no post-synaptic site. Default False.
+    pairing : {'all', 'nearest'}, optional
+        With ``split_by_neuron``: ``'all'`` pairs every pre- with every
+        post-synaptic site of a synapse region; ``'nearest'`` pairs each
+        post-synaptic piece only with the pre-synaptic site of another
+        neuron nearest (in nm, site to site) to its site, so a region
+        holding two synapses does not pair each partner with both T-bars.
+        Default ``'all'``.
+    one_per_neuron : bool, optional
+        With ``split_by_neuron``: per pre-synaptic site, one partner per
+        post-synaptic neuron (its largest piece; ties: first site in raster
+        order), not one per piece of the same neuron. Default False.
 
     Returns
     -------
@@ -514,13 +602,16 @@ def polarity_partners(
     voxel = np.asarray(check_voxel_size(voxel_size_nm, 3))
     _choice(location, _LOCATIONS, "location")
     _choice(score, _SCORES, "score")
+    _choice(pairing, _PAIRINGS, "pairing")
     if neurons is not None and tuple(np.shape(neurons)) != shape:
         raise ValueError(f"`neurons` (shape {tuple(np.shape(neurons))}) must have the shape of `pre` {shape}")
     p_pre, p_post, value, volume, s_post, s_pre, _ = _polarity_core(
         np.asarray(pre, np.float32), np.asarray(post, np.float32), np.asarray(union, np.float32), voxel,
         np.zeros(3, np.int64), shape, threshold=threshold, union_threshold=union_threshold,
         dilation_nm=dilation_nm, location=location, score=score, min_volume_nm3=min_volume_nm3,
-        neurons_region=np.asarray(neurons) if split_by_neuron and neurons is not None else None)
+        neurons_region=np.asarray(neurons) if split_by_neuron and neurons is not None else None,
+        pre_min_radius_nm=pre_min_radius_nm, exclude_pre_from_post=exclude_pre_from_post, pairing=pairing,
+        one_per_neuron=one_per_neuron)
     return _finish_polarity(p_pre, p_post, value, volume, s_post, s_pre, shape, neurons, drop_same_neuron)
 
 
@@ -669,10 +760,12 @@ def partners_of_block(name: str, prediction, voxel_size_nm: Sequence[float], par
         s_pre = None
     else:
         defaults = dict(threshold=0.5, union_threshold=0.5, dilation_nm=50.0, location="distance_max",
-                        score="mean", min_volume_nm3=0.0)
+                        score="mean", min_volume_nm3=0.0, pre_min_radius_nm=None, exclude_pre_from_post=False,
+                        pairing="all", one_per_neuron=False)
         kw = {**defaults, **p}
         _choice(kw["location"], _LOCATIONS, "location")
         _choice(kw["score"], _SCORES, "score")
+        _choice(kw["pairing"], _PAIRINGS, "pairing")
         split = bool(kw.pop("split_by_neuron", False)) and neurons is not None
         pre, pos, value, volume, site, s_pre, cut = _polarity_core(
             region[0], region[1], region[2], voxel, origin, shape, **kw,

@@ -260,3 +260,88 @@ def test_polarity_blockwise_equals_whole_volume(block_shape):
     assert len(whole) >= 15
     blocks = extract_partners_blockwise("polarity_partners", pred, VOX, p, block_shape, n_workers=2)
     pd.testing.assert_frame_equal(blocks, whole)
+
+
+def _two_synapse_scene():
+    """Two T-bars (neurons 1 and 2, thick 13 x 13 pre masks, one pre component) in one synapse
+    region, and thin (3-voxel) post masks: neuron 3 next to T-bar 1 in two pieces, neuron 4 next to T-bar 2, and a
+    rim of post mask inside neuron 1 (the pre-synaptic neuron)."""
+    shape = (1, 40, 80)
+    pre, post, union = (np.zeros(shape, np.float32) for _ in range(3))
+    neurons = np.full(shape, 9, np.uint32)
+    neurons[0, 5:35, 5:30] = 1
+    neurons[0, 5:35, 50:75] = 2
+    neurons[0, 5:35, 30:40] = 3
+    neurons[0, 5:35, 40:50] = 4
+    pre[0, 13:26, 15:28] = 0.9          # T-bar 1: inscribed radius ~ 7 voxels = 28 nm
+    pre[0, 13:26, 52:65] = 0.9          # T-bar 2
+    pre[0, 13:26, 28:31] = 0.9          # T-bar 1's mask leaks a thin rim into neuron 3
+    pre[0, 13, 28:52] = 0.9             # and a one-voxel bridge joins both T-bars into one component
+    post[0, 8:14, 30:33] = 0.8          # neuron 3, piece a (18 voxels)
+    post[0, 20:30, 30:33] = 0.8         # neuron 3, piece b (30 voxels), nearer to T-bar 1
+    post[0, 14:24, 47:50] = 0.8         # neuron 4, next to T-bar 2
+    post[0, 15:25, 25:28] = 0.8         # a post rim in neuron 1 (the pre-synaptic neuron)
+    union[0, 8:30, 15:65] = 0.8         # one synapse region
+    return pre, post, union, neurons
+
+
+def test_polarity_pre_min_radius_keeps_every_thick_pre_piece():
+    pre, post, union, neurons = _two_synapse_scene()
+    kw = dict(neurons=neurons, split_by_neuron=True, dilation_nm=0.0)
+    # the whole pre mask is one component: only its largest piece (neuron 1) is a pre site
+    assert set(polarity_partners(pre, post, union, VOX, **kw).pre_id) == {1}
+    # both 13 x 13 pieces are thicker than 20 nm in-plane, the one-voxel rim and bridge in neurons 3, 4 are not
+    t = polarity_partners(pre, post, union, VOX, pre_min_radius_nm=20.0, **kw)
+    assert set(t.pre_id) == {1, 2}
+    assert set(polarity_partners(pre, post, union, VOX, pre_min_radius_nm=2.0, **kw).pre_id) == {1, 2, 3, 4}
+    # without a segmentation the option changes nothing
+    pd.testing.assert_frame_equal(polarity_partners(pre, post, union, VOX, dilation_nm=0.0, pre_min_radius_nm=20.0),
+                                  polarity_partners(pre, post, union, VOX, dilation_nm=0.0))
+
+
+def test_polarity_neuron_pairing_options_by_hand():
+    pre, post, union, neurons = _two_synapse_scene()
+    kw = dict(neurons=neurons, split_by_neuron=True, dilation_nm=0.0, pre_min_radius_nm=20.0)
+    pairs = lambda t: sorted(zip(t.pre_id.tolist(), t.post_id.tolist()))  # noqa: E731
+    everything = polarity_partners(pre, post, union, VOX, **kw)
+    # all to all: two T-bars x (neuron 3 twice, neuron 4, the rim in neuron 1 with T-bar 2)
+    assert pairs(everything) == [(1, 3), (1, 3), (1, 4), (2, 1), (2, 3), (2, 3), (2, 4)]
+    # the post rim shares voxels with neuron 1's kept pre piece: it is no post site
+    rim = polarity_partners(pre, post, union, VOX, exclude_pre_from_post=True, **kw)
+    assert pairs(rim) == [(1, 3), (1, 3), (1, 4), (2, 3), (2, 3), (2, 4)]
+    # nearest: each post piece with its nearest T-bar of another neuron
+    near = polarity_partners(pre, post, union, VOX, exclude_pre_from_post=True, pairing="nearest", **kw)
+    assert pairs(near) == [(1, 3), (1, 3), (2, 4)]
+    # one per neuron: neuron 3's two pieces at T-bar 1 are one partner, its larger piece b
+    one = polarity_partners(pre, post, union, VOX, exclude_pre_from_post=True, pairing="nearest",
+                            one_per_neuron=True, **kw)
+    assert pairs(one) == [(1, 3), (2, 4)]
+    row = one[one.post_id == 3].iloc[0]
+    assert row.post_volume_nm3 == 30 * 40 * 4 * 4 and 20 * 4 <= row.post_y_nm < 30 * 4
+    with pytest.raises(ValueError, match="pairing"):
+        polarity_partners(pre, post, union, VOX, pairing="closest", **kw)
+
+
+@pytest.mark.parametrize("block_shape", [(1, 16, 16), (2, 25, 7), (3, 64, 64)])
+def test_polarity_neuron_options_blockwise_equals_whole_volume(block_shape):
+    rng = np.random.default_rng(5)
+    shape = (6, 160, 160)
+    pre, post, union = (np.zeros(shape, np.float32) for _ in range(3))
+    for k in range(10):
+        z, y, x = rng.integers(0, 6), rng.integers(10, 150), rng.integers(10, 150)
+        union[z, y - 7:y + 8, x - 7:x + 8] = np.maximum(union[z, y - 7:y + 8, x - 7:x + 8], 0.8)
+        pre[z, y - 4:y + 4, x - 7:x + 1] = 0.9
+        post[z, y - 7:y - 4, x + 1:x + 7] = 0.7
+        post[z, y + 4:y + 7, x - 3:x + 7] = 0.8
+    _, yy, xx = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    neurons = ((xx // 7) % 5 + 1 + 5 * (yy // 11 % 3)) * np.ones(shape, np.uint32)
+    pred = np.stack([pre, post, union])
+    p = {"dilation_nm": 8.0, "max_extent_nm": 200.0, "split_by_neuron": True, "pre_min_radius_nm": 8.0,
+         "exclude_pre_from_post": True, "pairing": "nearest", "one_per_neuron": True, "min_volume_nm3": 1000.0}
+    whole = extract_partners("polarity_partners", pred, VOX, p, neurons=neurons)
+    plain = extract_partners("polarity_partners", pred, VOX, {k: v for k, v in p.items() if k in
+                                                              ("dilation_nm", "max_extent_nm", "split_by_neuron")},
+                             neurons=neurons)
+    assert 5 <= len(whole) < len(plain)
+    blocks = extract_partners_blockwise("polarity_partners", pred, VOX, p, block_shape, neurons=neurons)
+    pd.testing.assert_frame_equal(blocks, whole)
