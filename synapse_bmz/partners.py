@@ -36,7 +36,9 @@ def is_partner_recipe(name: Optional[str]) -> bool:
 
 def partners_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float]] = None,
                     params: Optional[dict] = None, recipe: Optional[str] = None, neurons=None,
-                    in_memory_voxels: int = IN_MEMORY_VOXELS, block_shape: Optional[Sequence[int]] = None):
+                    in_memory_voxels: int = IN_MEMORY_VOXELS, block_shape: Optional[Sequence[int]] = None,
+                    executor=None, work: Optional[Path] = None, markers_root: Optional[Path] = None,
+                    resume: bool = False):
     """Partner table of a prediction with the package's partner recipe, yielding progress.
 
     Parameters
@@ -54,11 +56,21 @@ def partners_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float
     neurons : (Z, Y, X) array-like of int, optional
         Neuron segmentation on the prediction's grid (``pre_id``/``post_id``).
     in_memory_voxels : int
-        Larger predictions (all channels) are processed block by block
-        (`postprocessing.partners.extract_partners_blockwise`, the recipe's
-        context in nm or the package's ``context_nm``).
+        Larger predictions (all channels) are processed block by block on the
+        block engine (`synapse_bmz.runner.blockjobs.PartnerJob`; the recipe's
+        context in nm or the package's ``context_nm``): each block keeps the
+        partners whose post-site lies in its write region, so the table is the
+        whole-volume one.
     block_shape : sequence of int, optional
         Blocks of the block-wise path (default `synapse_bmz.api.POSTPROCESS_BLOCK`).
+    executor : SerialExecutor or DaskExecutor, optional
+        Runs the blocks (default: serially in this process).
+    work : Path, optional
+        Folder for a zarr copy of an in-memory ``neurons`` that dask workers read.
+    markers_root : Path, optional
+        Done markers of stage ``"partners"``, each holding its block's partners.
+    resume : bool
+        Read the finished blocks' partners from their markers; compute the rest.
 
     Yields
     ------
@@ -76,7 +88,14 @@ def partners_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float
     OptionError
         The recipe is not a partner recipe, or the voxel size is missing.
     """
-    from postprocessing.partners import extract_partners, extract_partners_blockwise, partner_grid
+    import pandas as pd
+
+    from postprocessing.partners import extract_partners, partner_grid, sort_partners
+
+    from .api import _digest
+    from .distributed.executors import SerialExecutor
+    from .distributed.markers import DoneMarkers
+    from .runner.blockjobs import PartnerJob, partner_table
 
     name, params, context_nm, _ = _recipe_of(model, recipe, params)
     if not is_partner_recipe(name):
@@ -86,6 +105,11 @@ def partners_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float
     if hasattr(prediction, "dims") and hasattr(prediction, "attrs"):
         voxel_size_nm = voxel_size_nm or prediction.attrs.get("voxel_size_nm")
         arr = prediction.data
+        if prediction.attrs.get("store"):
+            import zarr
+
+            # blocks read the store directly (no dask graph inside a worker)
+            arr = zarr.open_array(store=prediction.attrs["store"], path="0", mode="r")
     if voxel_size_nm is None:
         raise OptionError("voxel_size_nm", "required: the prediction's voxel size in nm per spatial axis")
     vs = tuple(float(v) for v in voxel_size_nm)
@@ -99,11 +123,37 @@ def partners_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float
         yield ProgressEvent("partners", 1, 1)
         return table
     block = tuple(min(int(b), s) for b, s in zip(block_shape or POSTPROCESS_BLOCK, shape))
-    total = len(partner_grid(name, params, shape, vs, block, context_nm))
-    yield ProgressEvent("partners", 0, total)
-    table = extract_partners_blockwise(name, arr, vs, params, block, context_nm=context_nm, neurons=neurons)
-    yield ProgressEvent("partners", total, total)
-    return table
+    grid = partner_grid(name, params, shape, vs, block, context_nm)
+    executor = executor or SerialExecutor()
+    if neurons is not None and getattr(executor, "name", "serial") != "serial":
+        neurons = _neurons_for_workers(neurons, work, grid.block_shape)
+    markers = DoneMarkers(markers_root, "partners") if markers_root is not None else None
+    found = markers.payloads() if (markers is not None and resume) else {}
+    total = len(grid)
+    job = PartnerJob(key="partners-" + _digest(name, params, shape, grid.block_shape, grid.context), recipe=name,
+                     params=dict(params or {}), voxel_size_nm=vs, grid=grid, prediction=arr, neurons=neurons,
+                     markers=markers)
+    yield ProgressEvent("partners", len(found), total)
+    for group, payloads in executor.run(job, [[b] for b in range(total) if b not in found]):
+        found.update(zip(group, payloads))
+        yield ProgressEvent("partners", len(found), total)
+    return sort_partners(pd.concat([partner_table(found[b]) for b in range(total)], ignore_index=True))
+
+
+def _neurons_for_workers(neurons, work: Optional[Path], block_shape: Sequence[int]):
+    """A segmentation dask workers can read: zarr as it is; anything else copied into ``work``."""
+    import zarr
+
+    if isinstance(neurons, zarr.Array):
+        return neurons
+    if work is None:
+        raise OptionError("--cluster", "block-wise partner extraction on a cluster with --neurons needs a work folder")
+    path = Path(work) / "neurons.zarr"
+    data = np.asarray(neurons[...])
+    out = zarr.create_array(store=str(path), shape=data.shape, chunks=tuple(block_shape), dtype=data.dtype,
+                            fill_value=0, overwrite=True)
+    out[...] = data
+    return zarr.open_array(store=str(path), mode="r")
 
 
 partners = _draining(partners_events)

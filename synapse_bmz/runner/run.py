@@ -392,7 +392,8 @@ def _postprocess(session, pred, volume, partial: Path, markers_root: Path, resum
         if neurons is not None:
             provenance["neurons"] = str(options.neurons)
         ptable = _drive(partners_events(session, pred, params=options.recipe_params, in_memory_voxels=threshold,
-                                        block_shape=options.postprocess_block, neurons=neurons), progress)
+                                        block_shape=options.postprocess_block, neurons=neurons, executor=executor,
+                                        work=partial, markers_root=markers_root, resume=resumed), progress)
         write_partner_tables(ptable, partial)
     check = object_size_check(cfg, table, volume.voxel_size_nm, result.params)
     provenance["object_size_check"] = check
