@@ -227,6 +227,89 @@ def test_seeded_watershed_seed_label_in_two_components():
     assert filtered.max() == 1 and (filtered > 0).sum() == 49
 
 
+def _flood_each_component_alone(image, seeds, mask):
+    """The definition the batched flooding must reproduce: one skimage call per mask component, in its box."""
+    components, _ = ndimage.label(mask)
+    expected = np.zeros(mask.shape, seeds.dtype)
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        sub_mask = components[box] == index
+        sub_seeds = np.where(sub_mask, seeds[box], 0)
+        if sub_seeds.any():
+            expected[box][sub_mask] = watershed(image[box], markers=sub_seeds, mask=sub_mask)[sub_mask]
+    return expected
+
+
+def _disk_clusters(rng, shape=(160, 240), n=90):
+    """Mask of random overlapping disks (clusters of touching vesicles, single ones, seedless specks) and seeds."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    mask = np.zeros(shape, bool)
+    seeds = np.zeros(shape, np.int32)
+    for label in range(1, n + 1):
+        cy, cx = rng.uniform(6, shape[0] - 6), rng.uniform(6, shape[1] - 6)
+        r = rng.uniform(3, 6)
+        disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        mask |= disk
+        if label % 10:  # every tenth disk has no seed
+            seeds[((yy - cy) ** 2 + (xx - cx) ** 2 <= (0.6 * r) ** 2) & (seeds == 0)] = label
+    mask[3, 3] = True  # a seedless one-voxel component
+    return mask, seeds
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("canvas_voxels", [1 << 8, 1 << 21])
+def test_seeded_watershed_batched_components_equal_flooding_each_alone(monkeypatch, n_threads, canvas_voxels):
+    """Components without marker ties are flooded together in canvases (several when small), with their
+    interior markers out of the mask: the labels equal one skimage call per component, voxel for voxel."""
+    import postprocessing._watershed as module
+
+    monkeypatch.setattr(module, "CANVAS_VOXELS", canvas_voxels)
+    rng = np.random.default_rng(5)
+    mask, seeds = _disk_clusters(rng)
+    image = ndimage.gaussian_filter(rng.random(mask.shape), 2.0)  # no ties
+    seeds = ndimage.label(seeds > 0)[0]  # seed labels in raster order, as the recipes make them
+    components, _ = ndimage.label(mask)
+    per_component = np.bincount(np.unique(np.stack([components[seeds > 0], seeds[seeds > 0]]), axis=1)[0])
+    assert (per_component >= 2).sum() >= 5 and (per_component == 1).sum() >= 5  # both paths are exercised
+    interior = module._interior_markers(seeds, mask)
+    assert interior.any() and not (interior & (seeds == 0)).any()
+    expected = _flood_each_component_alone(image, seeds, mask)
+    ours = seeded_watershed(image, seeds, mask, n_threads=n_threads)  # min_size 0 keeps the seed labels
+    assert ours.dtype == np.uint32 and np.array_equal(ours, expected)
+    assert same_partition(ours, watershed(image, seeds, mask=mask))
+    inverted = seeded_watershed(-image, seeds, mask, invert=True, n_threads=n_threads)
+    assert np.array_equal(inverted, expected)
+
+
+def test_seeded_watershed_marker_ties_flood_alone():
+    """Components with two equal marker values are flooded alone (skimage breaks such ties by its heap
+    layout); the others stay batched. Both give the per-component labels exactly."""
+    import postprocessing._watershed as module
+
+    rng = np.random.default_rng(6)
+    mask, seeds = _disk_clusters(rng)
+    seeds = ndimage.label(seeds > 0)[0]
+    image = rng.integers(0, 6, mask.shape).astype(np.float32)  # many ties
+    image[mask & (np.arange(mask.shape[1]) > 120)] = rng.random(int((mask & (np.arange(mask.shape[1]) > 120)).sum()))
+    components, n = ndimage.label(mask)
+    tied = module._ties(image[seeds > 0], components[seeds > 0], n + 1)
+    assert tied.any() and not tied.all()
+    # the float64 path of the tie test agrees with the float32 one
+    assert np.array_equal(tied, module._ties(image[seeds > 0].astype(np.float64), components[seeds > 0], n + 1))
+    expected = _flood_each_component_alone(image, seeds, mask)
+    assert np.array_equal(seeded_watershed(image, seeds, mask), expected)
+    assert np.array_equal(seeded_watershed(image, seeds, mask, n_threads=2), expected)
+
+
+def test_ties_finds_equal_values_within_components_only():
+    import postprocessing._watershed as module
+
+    values = np.array([0.5, 0.5, 0.25, 0.25, 0.125, -0.0, 0.0, np.nan], np.float32)
+    component = np.array([0, 1, 2, 2, 3, 4, 4, 5])
+    expected = [False, False, True, False, True, True]  # across components (0, 1) is no tie; -0.0 == 0.0
+    for dtype in (np.float32, np.float64):
+        assert module._ties(values.astype(dtype), component, 6).tolist() == expected
+
+
 # --- mitochondria -----------------------------------------------------------
 
 
