@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one test seed, smaller extraction volume, no real data")
     p.add_argument("--no-real", action="store_true", help="skip the Drosophila VNC stack")
+    p.add_argument("--card-figures", action="store_true",
+                   help="also write each package's real_data/vnc_overlay.png (the model cards' real-data picture)")
     p.add_argument("--extraction-shape", default="16,1024,1024", help="z,y,x of the throughput volume")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partners.json")
     return p.parse_args(argv)
@@ -142,7 +144,55 @@ def evaluation_100k():
     return round(time.perf_counter() - t0, 2), round(s["f_score"], 4)
 
 
-def real_stack(kind: str):
+def real_overlay(path: Path, raw, mask, prediction, table, vox, model_vox, kind: str, crop: int = 384) -> dict:
+    """A picture of the real-data result: the section with the most annotated synapse area, cropped
+    around its largest synapse; raw | annotation outline (cyan) | the package's synapse probability
+    (red: post-synaptic for Synful, synapse union for polarity) with partners (yellow, post -> pre dot).
+
+    ``prediction`` is on the package's grid (sections of ``model_vox[0]`` nm), ``raw``/``mask`` on the
+    input's (``vox``); both share the in-plane pixel size."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+    from scipy import ndimage
+
+    from synapse_bmz.packaging.card import _to_uint8
+
+    z = int(mask.reshape(mask.shape[0], -1).sum(1).argmax())
+    lab, n = ndimage.label(mask[z])
+    sizes = np.bincount(lab.ravel())[1:]
+    cy, cx = ndimage.center_of_mass(lab == (int(sizes.argmax()) + 1)) if n else (raw.shape[1] / 2, raw.shape[2] / 2)
+    y0 = int(np.clip(cy - crop / 2, 0, raw.shape[1] - crop))
+    x0 = int(np.clip(cx - crop / 2, 0, raw.shape[2] - crop))
+    win = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+    zm = int(np.clip(round(z * vox[0] / model_vox[0]), 0, prediction.shape[1] - 1))
+    prob = np.clip(np.asarray(prediction[0 if kind == "synful" else 2, zm][win], np.float32), 0, 1)
+    grey = _to_uint8(raw[z][win]).astype(np.float32)
+    rgb = np.stack([grey] * 3, -1)
+    edge = mask[z][win] & ~ndimage.binary_erosion(mask[z][win], iterations=2)
+    outlined = rgb.copy()
+    outlined[edge] = (0, 230, 255)
+    heat = rgb * (1 - prob[..., None] * 0.6) + np.array((255, 40, 40), np.float32) * prob[..., None] * 0.6
+    heat[edge] = (0, 230, 255)
+    img = Image.fromarray(np.concatenate([rgb, outlined, heat], axis=1).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    shown = 0
+    for row in table.itertuples(index=False):
+        if int(round(row.post_z_nm / model_vox[0])) != zm:
+            continue
+        py, px = row.post_y_nm / vox[1] - y0, row.post_x_nm / vox[2] - x0 + 2 * crop
+        qy, qx = row.pre_y_nm / vox[1] - y0, row.pre_x_nm / vox[2] - x0 + 2 * crop
+        if 0 <= py < crop and 2 * crop <= px < 3 * crop:
+            draw.line([(px, py), (qx, qy)], fill=(255, 230, 0), width=2)
+            draw.ellipse([qx - 3, qy - 3, qx + 3, qy + 3], fill=(255, 230, 0))
+            shown += 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.quantize(colors=96).save(path, optimize=True)  # a palette keeps the card picture small
+    return {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path), "section": z,
+            "window_yx": [y0, x0, crop], "max_probability_in_window": round(float(prob.max()), 4),
+            "partners_shown": shown}
+
+
+def real_stack(kind: str, card_figures: bool = False):
     """Both packages on the Drosophila VNC stack 1 sections, against its synapse masks."""
     import edt
     import numpy as np
@@ -187,10 +237,21 @@ def real_stack(kind: str):
                 ids = np.unique(synapses[win])
                 hit.update(int(i) for i in ids if i)
         outside += not near_any
-    return {"package": PACKAGES[kind], "sections": len(files), "shape": list(raw.shape),
-            "voxel_size_nm": list(vox), "n_annotated_synapses": int(n_syn), "n_partners": int(len(table)),
-            "fraction_synapses_with_partner": round(len(hit) / n_syn, 4) if n_syn else None,
-            "partners_outside_synapses": int(outside), "near_nm": NEAR_NM, "seconds": round(elapsed, 1)}
+    res = {"package": PACKAGES[kind], "sections": len(files), "shape": list(raw.shape),
+           "voxel_size_nm": list(vox), "n_annotated_synapses": int(n_syn), "n_partners": int(len(table)),
+           "fraction_synapses_with_partner": round(len(hit) / n_syn, 4) if n_syn else None,
+           "partners_outside_synapses": int(outside), "near_nm": NEAR_NM, "seconds": round(elapsed, 1)}
+    # the synapse probability the recipe thresholds, over the annotated synapses and elsewhere
+    model_vox = tuple(float(v) for v in pred.attrs["voxel_size_nm"])
+    prob = np.asarray(pred.data[0 if kind == "synful" else 2], np.float32)
+    zi = np.clip(np.rint(np.arange(prob.shape[0]) * model_vox[0] / vox[0]).astype(int), 0, mask.shape[0] - 1)
+    on_grid = mask[zi]
+    res["probability_p99_in_synapses"] = round(float(np.percentile(prob[on_grid], 99)), 4) if on_grid.any() else None
+    res["probability_p99_elsewhere"] = round(float(np.percentile(prob[~on_grid], 99)), 4)
+    if card_figures:
+        res["overlay"] = real_overlay(ROOT / "model_packages" / PACKAGES[kind] / "real_data" / "vnc_overlay.png",
+                                      raw, mask, np.asarray(pred.data), table, vox, model_vox, kind)
+    return res
 
 
 def main(argv=None):
@@ -211,7 +272,7 @@ def main(argv=None):
     print("extraction", json.dumps(res["extraction"]), flush=True)
     res["evaluation_100k_s"], res["evaluation_100k_f_score"] = evaluation_100k()
     if not (a.quick or a.no_real):
-        res["real"] = {kind: real_stack(kind) for kind in PACKAGES}
+        res["real"] = {kind: real_stack(kind, a.card_figures) for kind in PACKAGES}
         print("real", json.dumps(res["real"]), flush=True)
     res["f_score_synful"] = res["synful"]["ids"]["f_score"]
     res["f_score_polarity"] = res["polarity"]["ids"]["f_score"]
