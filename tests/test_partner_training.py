@@ -57,6 +57,60 @@ def test_balanced_loss_weighs_both_classes_equally_and_clips():
         (1 / (2 * 0.05) + 99 / (2 * 0.95)) * 0.25 / 100, rel=1e-5)
 
 
+def _loss_weights(target, **kw):
+    """The per-voxel weights of `balanced_mask_loss`: with pred = 0.5 every voxel's cross-entropy is
+    log 2 and its derivative +-2, so the gradient of the loss w.r.t. a voxel's prediction is +-2 w / N
+    (N values)."""
+    pred = torch.full_like(target, 0.5, requires_grad=True)
+    balanced_mask_loss(pred, target, (0.05, 0.95), **kw).backward()
+    return (pred.grad.abs() * target.numel() / 2).detach()
+
+
+def test_cross_negative_weight_makes_the_other_side_of_the_cleft_a_hard_negative():
+    """Channels (pre, post, union) on 10 voxels: pre 0-1, post 2-5, union 0-5. f_pre 0.2 -> positives
+    weigh 2.5, negatives 0.625; f_post 0.4 -> 1.25 and 0.8333; f_union 0.6 -> 0.8333 and 1.25."""
+    t = torch.zeros(1, 3, 10)
+    t[0, 0, :2] = 1.0
+    t[0, 1, 2:6] = 1.0
+    t[0, 2, :6] = 1.0
+    pairs = ((0, 1), (1, 0))
+    plain = _loss_weights(t)
+    expected = torch.tensor([[2.5] * 2 + [0.625] * 8, [0.8333] * 2 + [1.25] * 4 + [0.8333] * 4,
+                             [0.8333] * 6 + [1.25] * 4])[None]
+    assert torch.allclose(plain, expected, atol=1e-3)
+    # 'balanced' (the default) is the plain class balance, with or without the pairs
+    assert torch.allclose(_loss_weights(t, cross_pairs=pairs, cross_weight="balanced"), plain)
+    hard = _loss_weights(t, cross_pairs=pairs, cross_weight="positive")
+    want = expected.clone()
+    want[0, 0, 2:6] = 2.5     # post-synaptic voxels: negatives of pre with pre's positive weight
+    want[0, 1, :2] = 1.25     # pre-synaptic voxels: negatives of post with post's positive weight
+    assert torch.allclose(hard, want, atol=1e-3)
+    # a number scales the positive weight; the union channel and the voxels outside both sides keep theirs
+    half = _loss_weights(t, cross_pairs=pairs, cross_weight=0.5)
+    assert torch.allclose(half[0, 0, 2:6], torch.full((4,), 1.25)) and torch.allclose(half[0, 1, :2], torch.full((2,), 0.625))
+    assert torch.allclose(half[0, 2], plain[0, 2]) and torch.allclose(half[0, :2, 6:], plain[0, :2, 6:])
+
+
+def test_cross_negative_weight_config(tmp_path):
+    def with_option(name, value):
+        lines = [ln for ln in (REPO / "model_packages" / name / "train.yaml").read_text().splitlines()
+                 if not ln.startswith("  cross_negative_weight:")]
+        i = lines.index("  mask_loss: cross_entropy")
+        path = tmp_path / f"{name}.yaml"
+        path.write_text("\n".join(lines[:i + 1] + [f"  cross_negative_weight: {value}"] + lines[i + 1:]))
+        return path
+
+    for value, expected in (("positive", "positive"), ("balanced", "balanced"), ("2.0", 2.0), ("0", 0.0)):
+        assert load_partner_config(with_option("synaptic_polarity", value)).train.cross_negative_weight == expected
+    for value in ("-1", ".nan", "sometimes"):
+        with pytest.raises(InputError, match="cross_negative_weight"):
+            load_partner_config(with_option("synaptic_polarity", value))
+    # Synful has one mask channel: no other side of the cleft to weigh
+    assert load_partner_config(with_option("synaptic_partners", "balanced")).train.cross_negative_weight == "balanced"
+    with pytest.raises(InputError, match="only for target: polarity"):
+        load_partner_config(with_option("synaptic_partners", "positive"))
+
+
 def test_vector_loss_only_inside_the_mask():
     mask = torch.zeros(1, 1, 4, 4)
     mask[..., 0, 0] = 1.0

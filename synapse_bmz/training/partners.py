@@ -18,7 +18,11 @@ writes the bioimage.io package through `synapse_bmz.packaging.build_package`
     vectors (in units of ``vector_scale_nm``) inside the true post-synaptic mask.
 ``target: polarity``
     `synapse_bmz.models.unet.UNet` with three sigmoid channels (pre, post,
-    union), class-balanced cross-entropy per channel.
+    union), class-balanced cross-entropy per channel. ``cross_negative_weight``
+    (default ``balanced``: plain class balance) can give the post-synaptic
+    voxels, negatives of the pre channel, the pre channel's positive weight
+    (and the pre-synaptic voxels the post channel's), so that marking both
+    sides of the cleft in both channels is no longer nearly free.
 
 Patches without a post-synaptic voxel (Synful) / synapse voxel (polarity)
 are rejected with probability ``reject_probability`` (Synful: 0.95). Three
@@ -34,17 +38,18 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Union
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import InputError
 from .config import PackageConfig
 
 __all__ = ["PartnerTrainConfig", "load_partner_config", "is_partner_config", "partner_volumes",
-           "train_partners", "evaluate_partner_model", "write_partner_cover", "train_and_package"]
+           "train_partners", "evaluate_partner_model", "write_partner_cover", "train_and_package",
+           "package_partner_model", "PartnerTrainResult"]
 
 
 class PartnerSimulation(BaseModel):
@@ -93,8 +98,20 @@ class PartnerOptim(BaseModel):
     clip_range: List[float] = Field(default_factory=lambda: [0.05, 0.95])
     mask_loss: Literal["cross_entropy", "mse"] = "cross_entropy"
     vector_weight: float = 1.0
+    #: ``target: polarity`` only: the weight of the hard negatives across the cleft (voxels negative
+    #: for the pre channel and positive for the post channel, and vice versa). ``balanced``: the
+    #: channel's negative weight (plain class balance); ``positive``: the channel's positive weight;
+    #: a number w >= 0: w x the channel's positive weight (``positive`` is 1.0).
+    cross_negative_weight: Union[Literal["balanced", "positive"], float] = "balanced"
     validate_every: int = 200
     threads: int = 1
+
+    @field_validator("cross_negative_weight")
+    @classmethod
+    def _non_negative(cls, v):
+        if not isinstance(v, str) and not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"cross_negative_weight must be 'balanced', 'positive' or a number >= 0, not {v}")
+        return v
 
 
 class PartnerEvaluation(BaseModel):
@@ -154,6 +171,9 @@ def load_partner_config(path: Path) -> PartnerTrainConfig:
         check_voxel_size(cfg.data.voxel_size_nm, 3, name="data.voxel_size_nm")
     except ValueError as e:
         raise InputError(path, str(e)) from None
+    if cfg.target != "polarity" and cfg.train.cross_negative_weight != "balanced":
+        raise InputError(path, "train.cross_negative_weight: only for target: polarity (the pre and post "
+                               "channels), not target: " + cfg.target)
     seeds = [set(range(sim.n_train)), set(sim.validation_seeds), set(sim.test_seeds)]
     if seeds[0] & seeds[1] or seeds[0] & seeds[2] or seeds[1] & seeds[2]:
         raise InputError(path, "data.simulation: training seeds 0..n_train-1, validation_seeds and test_seeds "
@@ -266,18 +286,49 @@ def build_partner_model(cfg: PartnerTrainConfig):
                 pool_factors=m.pool_factors, kernel_sizes=m.kernel_sizes)
 
 
-def balanced_mask_loss(pred, target, clip_range, kind: str = "cross_entropy"):
+def balanced_mask_loss(pred, target, clip_range, kind: str = "cross_entropy", *, cross_pairs=(),
+                       cross_weight="balanced"):
     """Class-balanced per-channel loss of probabilities (B, C, ...).
 
     Per channel, positives weigh ``1 / (2 f)`` and negatives ``1 / (2 (1 - f))``
     where ``f``, the batch's positive fraction, is clipped to ``clip_range``
     (so a patch with few positives does not get an unbounded weight).
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        Probabilities and 0/1 targets, (B, C, ...).
+    clip_range : sequence of 2 float
+        Bounds of ``f``.
+    kind : {"cross_entropy", "mse"}
+        Per-voxel loss.
+    cross_pairs : sequence of (int, int)
+        Channel pairs ``(c, o)``: the negatives of channel ``c`` that are
+        positives of channel ``o`` are hard negatives (polarity: ``((0, 1),
+        (1, 0))``, the other side of the cleft).
+    cross_weight : {"balanced", "positive"} or float
+        Weight of those hard negatives: ``balanced`` keeps the negative
+        weight (the plain class balance; ``cross_pairs`` then changes
+        nothing), ``positive`` gives them channel ``c``'s positive weight
+        ``1 / (2 f)``, a number ``w`` gives them ``w / (2 f)``.
+
+    Returns
+    -------
+    torch.Tensor
+        The mean of the weighted per-voxel losses (a scalar).
     """
     import torch
 
     dims = (0,) + tuple(range(2, pred.ndim))
     frac = target.mean(dim=dims, keepdim=True).clamp(float(clip_range[0]), float(clip_range[1]))
     w = target / (2 * frac) + (1 - target) / (2 * (1 - frac))
+    if cross_weight != "balanced" and cross_pairs:
+        factor = 1.0 if cross_weight == "positive" else float(cross_weight)
+        w = w.clone()
+        for c, o in cross_pairs:
+            hard = (1 - target[:, c]) * target[:, o]
+            pos_w = factor / (2 * frac[:, c])
+            w[:, c] = w[:, c] * (1 - hard) + pos_w * hard
     if kind == "mse":
         per = (pred - target) ** 2
     else:
@@ -294,7 +345,9 @@ def masked_vector_loss(pred_vectors, target_vectors, mask, scale_nm: float):
 
 def partner_loss(pred, target, cfg: PartnerTrainConfig):
     if cfg.target == "polarity":
-        return balanced_mask_loss(pred, target, cfg.train.clip_range, cfg.train.mask_loss)
+        # channels (pre, post, union): the other side of the cleft is a hard negative of each side
+        return balanced_mask_loss(pred, target, cfg.train.clip_range, cfg.train.mask_loss,
+                                  cross_pairs=((0, 1), (1, 0)), cross_weight=cfg.train.cross_negative_weight)
     mask_loss = balanced_mask_loss(pred[:, :1], target[:, :1], cfg.train.clip_range, cfg.train.mask_loss)
     vec_loss = masked_vector_loss(pred[:, 1:], target[:, 1:], target[:, :1], cfg.model.vector_scale_nm)
     return mask_loss + cfg.train.vector_weight * vec_loss
@@ -436,6 +489,14 @@ _METRIC_TEXT = (
     "ids; `*_strict`: with ids, {s:g} nm. TP/FP/FN pooled over the test volumes.")
 
 
+def _cross_text(weight) -> str:
+    if weight == "balanced":
+        return ""
+    w = "the" if weight == "positive" else f"{float(weight):g} x the"
+    return (f"; the other side of the cleft (post-synaptic voxels for the pre channel, pre-synaptic voxels "
+            f"for the post channel) weighs {w} channel's positive weight (`cross_negative_weight: {weight}`)")
+
+
 def _card_sections(cfg: PartnerTrainConfig, res: PartnerTrainResult, metrics: dict, config_path: Path) -> dict:
     sim = cfg.data.simulation
     rows = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
@@ -446,7 +507,8 @@ def _card_sections(cfg: PartnerTrainConfig, res: PartnerTrainResult, metrics: di
             f"{cfg.train.clip_range}) + {cfg.train.vector_weight:g} x masked MSE of the vectors "
             f"(in units of {cfg.model.vector_scale_nm:g} nm, inside the true post-synaptic mask); "
             f"{cfg.model.variant.replace('_', '-')} network" if cfg.target == "synful" else
-            f"class-balanced cross-entropy per channel (positive fraction clipped to {cfg.train.clip_range})")
+            f"class-balanced cross-entropy per channel (positive fraction clipped to {cfg.train.clip_range})"
+            + _cross_text(cfg.train.cross_negative_weight))
     return {
         "Outputs": head + f". Partner table: recipe `{cfg.recipe}` (`postprocessing.partners`). The cover shows a "
                           "section of a test volume (left) and the prediction with the extracted partners (right; "
@@ -555,11 +617,6 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
     Path
         The package's ``rdf.yaml``.
     """
-    from ..io.atomic import write_atomic
-    from ..packaging import PackageInfo, build_package
-    from ..zoo.config import SynapseBmzConfig
-    from .pipeline import sample_input
-
     config_path = Path(config_path)
     cfg = load_partner_config(config_path)
     if iterations is not None:
@@ -572,6 +629,41 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
     train_data = partner_volumes(cfg, range(sim.n_train))
     val_data = partner_volumes(cfg, sim.validation_seeds)
     res = train_partners(cfg, train_data, val_data, work_dir, progress=progress)
+    return package_partner_model(cfg, res, config_path, out_dir=out_dir, work_dir=work_dir)
+
+
+def package_partner_model(cfg: PartnerTrainConfig, res: PartnerTrainResult, config_path: Path, *,
+                          out_dir: Path, work_dir: Path) -> Path:
+    """Score a trained partner model on the test seeds and write its package (the second half of
+    :func:`train_and_package`; also rebuilds a package from a saved ``best.pt``).
+
+    Parameters
+    ----------
+    cfg : PartnerTrainConfig
+        The config the model was trained with.
+    res : PartnerTrainResult
+        The model (eval mode) and its training record (the card's Training section).
+    config_path : Path
+        The ``train.yaml`` named in the card's reproduce line.
+    out_dir : Path
+        Package folder.
+    work_dir : Path
+        ``metrics.json`` goes here.
+
+    Returns
+    -------
+    Path
+        The package's ``rdf.yaml``.
+    """
+    from ..io.atomic import write_atomic
+    from ..packaging import PackageInfo, build_package
+    from ..zoo.config import SynapseBmzConfig
+    from .pipeline import sample_input
+
+    sim = cfg.data.simulation
+    name = cfg.package.name
+    out_dir, work_dir = Path(out_dir), Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
     test_data = partner_volumes(cfg, sim.test_seeds)
     metrics = evaluate_partner_model(res.model, test_data, cfg)
     write_atomic(work_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
