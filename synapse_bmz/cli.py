@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cuda or cpu (default: cuda if present)")
     t.add_argument("--iterations", type=int, help="override the config's iteration count")
     t.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
+    t.add_argument("--init-weights", type=Path, metavar="STATE_DICT",
+                   help="warm start from these weights (a package's weights.state_dict.pt; U-Net configs)")
     t.add_argument("--quiet", action="store_true")
 
     d = sub.add_parser("adapt", help="adapt a package to unlabelled data (mean-teacher self-training)")
@@ -264,6 +266,12 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _is_partner(config) -> bool:
+    from .training.partners import is_partner_config
+
+    return is_partner_config(config)
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     import yaml
 
@@ -271,6 +279,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         model_kind = (yaml.safe_load(Path(a.config).read_text()) or {}).get("model")
     except (OSError, yaml.YAMLError, AttributeError):
         model_kind = None  # the trainers report an unreadable config in their own words
+    if a.init_weights is not None and (model_kind == "vgg3d" or _is_partner(a.config)):
+        from .errors import OptionError
+
+        raise OptionError("--init-weights", "warm starts are for U-Net configs (not vgg3d or partner configs)")
     if model_kind == "vgg3d":  # the SynapseClusterEM feature extractor: supervised on simulated synapse classes
         from .training.vgg3d import main as train_vgg3d
 
@@ -287,7 +299,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .training.pipeline import train_and_package
 
     rdf = train_and_package(a.config, out_dir=a.output, work_dir=a.work_dir, device=a.device,
-                            iterations=a.iterations, resume=not a.no_resume, progress=not a.quiet)
+                            iterations=a.iterations, resume=not a.no_resume, progress=not a.quiet,
+                            init_weights=a.init_weights)
     print(f"package written: {rdf}")
     return 0
 

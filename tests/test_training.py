@@ -123,6 +123,44 @@ def test_resume_continues_iteration_count(epfl_config, tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)["iteration"] == 6
 
 
+def test_warm_start_from_a_package_starts_from_its_weights(epfl_config, epfl_package, tmp_path):
+    """--init-weights loads a package's state dict before the first step (seeded runs are otherwise
+    identical, so the loss curves differ only because of the start); bad files get one line, exit 2."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from synapse_bmz.errors import InputError
+    from synapse_bmz.training.config import load_train_config
+    from synapse_bmz.training.data import load_split
+    from synapse_bmz.training.loop import build_model, load_init_weights, train
+
+    weights = epfl_package.parent / "weights.state_dict.pt"
+    cfg = load_train_config(epfl_config)
+    model = build_model(cfg)
+    load_init_weights(model, weights)
+    shipped = torch.load(weights, weights_only=True)
+    assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())
+    tr, va = load_split(cfg)
+    cfg.train.iterations, cfg.train.validate_every, cfg.train.checkpoint_every = 2, 2, 2
+    for run, init in (("cold", None), ("cold2", None), ("warm", weights)):
+        train(cfg, tmp_path / run, device="cpu", progress=False, train_data=tr, val_data=va, init_weights=init)
+    cold, cold2, warm = (_loss_rows(tmp_path / r / "loss.csv") for r in ("cold", "cold2", "warm"))
+    assert cold == cold2 and warm != cold
+    torch.save({"not": torch.zeros(2)}, tmp_path / "wrong.pt")
+    with pytest.raises(InputError, match="do not fit"):
+        load_init_weights(model, tmp_path / "wrong.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(InputError, match="not a torch state dict"):
+        load_init_weights(model, tmp_path / "junk.pt")
+    r = subprocess.run([sys.executable, "-m", "synapse_bmz", "train", str(epfl_config), "--init-weights",
+                        str(tmp_path / "missing.pt"), "-o", str(tmp_path / "pkg"), "--work-dir", str(tmp_path / "w")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "missing.pt" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "pkg").exists()
+
+
 def test_seeded_training_is_deterministic(epfl_config, tmp_path):
     from synapse_bmz.training.config import load_train_config
     from synapse_bmz.training.data import load_split

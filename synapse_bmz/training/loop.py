@@ -162,10 +162,33 @@ def _memory_format(device: str, ndim: int):
     return torch.channels_last if ndim == 2 else torch.channels_last_3d
 
 
+def load_init_weights(model, path: Path, device: str = "cpu") -> None:
+    """Load a state dict into ``model`` for a warm start; one-line errors for a file that is
+    missing, not a state dict, or of another architecture."""
+    import torch
+
+    from ..errors import InputError
+
+    if not path.is_file():
+        raise InputError(str(path), "no such weights file (--init-weights)")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # a corrupt or pickled-object file: never unpickled beyond tensors
+        raise InputError(str(path), f"not a torch state dict: {type(e).__name__}") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # a training checkpoint
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(str(path), f"weights do not fit this config's network: {first}") from None
+
+
 def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
           resume: bool = True, progress: bool = True,
           train_data: Optional[SliceDataset] = None, val_data: Optional[SliceDataset] = None,
-          loader_workers: Optional[int] = None, time_limit_s: Optional[float] = None) -> TrainResult:
+          loader_workers: Optional[int] = None, time_limit_s: Optional[float] = None,
+          init_weights: Optional[Path] = None) -> TrainResult:
     """Train a U-Net as configured; checkpoints and ``loss.csv`` go to ``out_dir``.
 
     On CUDA the forward pass runs under ``torch.autocast`` (float16, with a
@@ -191,6 +214,11 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
         the cosine learning rate decays by wall time when that is further along than the
         iteration count, and at the cap the run validates, checkpoints and stops; the result's
         ``iterations`` is the number actually run.
+    init_weights : Path, optional
+        A state dict of this architecture (e.g. a package's ``weights.state_dict.pt``) to start
+        from instead of random weights (a warm start: fresh optimiser and schedule at iteration
+        0, patches drawn from the seeded stream ``[seed, 0]``). Ignored when a checkpoint is
+        resumed. Loaded with ``weights_only=True``.
 
     Returns
     -------
@@ -239,6 +267,10 @@ def train(cfg: TrainConfig, out_dir: Path, *, device: Optional[str] = None,
 
     start, best_dice, best_it, elapsed0 = 0, -1.0, 0, 0.0
     latest = ckpt_dir / "latest.pt"
+    if init_weights is not None and not (resume and latest.exists()):
+        load_init_weights(model, Path(init_weights), device)
+        # the stream of a run resumed at iteration 0, so a warm start is its own seeded run
+        rng = np.random.default_rng([cfg.seed, 0])
     if resume and latest.exists():
         ck = torch.load(latest, map_location=device, weights_only=True)
         model.load_state_dict(ck["model"])

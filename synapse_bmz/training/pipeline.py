@@ -162,7 +162,7 @@ def _card_sections(cfg: TrainConfig, res: TrainResult, metrics: Dict[str, float]
 
 def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work_dir: Optional[Path] = None,
                       device: Optional[str] = None, iterations: Optional[int] = None,
-                      resume: bool = True, progress: bool = True) -> Path:
+                      resume: bool = True, progress: bool = True, init_weights: Optional[Path] = None) -> Path:
     """Train from a YAML config and write a bioimage.io package.
 
     Parameters
@@ -175,6 +175,8 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
         Checkpoints and ``loss.csv``; default ``runs/<package.name>``.
     iterations : int, optional
         Override the configured iteration count (quick runs, tests).
+    init_weights : Path, optional
+        Warm start from this state dict (`synapse_bmz.training.loop.train`).
 
     Returns
     -------
@@ -199,7 +201,7 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
     out_dir = Path(out_dir or Path("model_packages") / name)
     train_data, val_data = load_split(cfg)
     res = train(cfg, work_dir, device=device, resume=resume, progress=progress,
-                train_data=train_data, val_data=val_data)
+                train_data=train_data, val_data=val_data, init_weights=init_weights)
     metrics = evaluate_slices(res.model, val_data, cfg)
     write_atomic(work_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
 
