@@ -75,6 +75,19 @@ def regressed(value: float, card: float, metric: str) -> bool:
     return not value >= card - TOLERANCE
 
 
+def _measured_elsewhere(config) -> str:
+    """Why a package's card figure comes from another benchmark ('' for the U-Net packages)."""
+    import yaml
+
+    from synapse_bmz.training.partners import is_partner_config
+
+    if is_partner_config(config):
+        return "partner F-score: measured by benchmarks/partners.py (benchmarks/results/partners.json)"
+    if (yaml.safe_load(Path(config).read_text()) or {}).get("model") == "vgg3d":
+        return "feature extractor: measured by benchmarks/clustering.py (benchmarks/results/clustering.json)"
+    return ""
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="first validation image / a crop only; never fails")
@@ -96,6 +109,10 @@ def main(argv=None) -> int:
         if not (folder / "train.yaml").exists() or not (folder / "rdf.yaml").exists():
             results[folder.name] = {"skipped": "no rdf.yaml (not trained yet)" if (folder / "train.yaml").exists()
                                     else "no train.yaml"}
+            continue
+        other = _measured_elsewhere(folder / "train.yaml")
+        if other:
+            results[folder.name] = {"skipped": other}
             continue
         accuracy = load_model(folder).config.accuracy
         metric = card_metric(accuracy)
