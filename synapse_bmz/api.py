@@ -396,6 +396,33 @@ def _recipe_of(model, recipe, params):
     return recipe, {**cfg_params, **(params or {})}, context, nd
 
 
+def prediction_source(prediction, voxel_size_nm=None):
+    """The array blocks read from, and the voxel size, of a prediction.
+
+    Parameters
+    ----------
+    prediction : xarray.DataArray or array-like
+        (C, [Z,] Y, X). A DataArray from `predict` whose ``attrs["store"]`` names its OME-Zarr
+        store is read from that store's level ``0`` directly, so workers get a plain zarr array
+        and no dask graph.
+    voxel_size_nm : sequence of float, optional
+        Overrides the DataArray's ``attrs["voxel_size_nm"]``; nm per spatial axis, (z, y, x).
+
+    Returns
+    -------
+    (array-like, tuple of float or None)
+    """
+    if not (hasattr(prediction, "dims") and hasattr(prediction, "attrs")):
+        return prediction, voxel_size_nm
+    if voxel_size_nm is None:
+        voxel_size_nm = prediction.attrs.get("voxel_size_nm")
+    if prediction.attrs.get("store"):
+        import zarr
+
+        return zarr.open_array(store=prediction.attrs["store"], path="0", mode="r"), voxel_size_nm
+    return prediction.data, voxel_size_nm
+
+
 def segment_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float]] = None,
                    params: Optional[dict] = None, recipe: Optional[str] = None, out=None,
                    work=None, markers_root=None, resume: bool = False, executor=None,
@@ -453,16 +480,7 @@ def segment_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float]
     from .distributed.executors import SerialExecutor
 
     recipe, params, context_nm, model_nd = _recipe_of(model, recipe, params)
-    arr = prediction
-    if hasattr(prediction, "dims") and hasattr(prediction, "attrs"):
-        if voxel_size_nm is None:
-            voxel_size_nm = prediction.attrs.get("voxel_size_nm")
-        arr = prediction.data
-        if prediction.attrs.get("store"):
-            import zarr
-
-            # blocks read the store directly (no dask graph inside a worker)
-            arr = zarr.open_array(store=prediction.attrs["store"], path="0", mode="r")
+    arr, voxel_size_nm = prediction_source(prediction, voxel_size_nm)
     if voxel_size_nm is None:
         raise OptionError("voxel_size_nm", "required: the prediction's voxel size in nm per spatial axis")
     shape = tuple(arr.shape[1:])

@@ -266,12 +266,6 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     return 0
 
 
-def _is_partner(config) -> bool:
-    from .training.partners import is_partner_config
-
-    return is_partner_config(config)
-
-
 def cmd_train(a: argparse.Namespace) -> int:
     import yaml
 
@@ -279,10 +273,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         model_kind = (yaml.safe_load(Path(a.config).read_text()) or {}).get("model")
     except (OSError, yaml.YAMLError, AttributeError):
         model_kind = None  # the trainers report an unreadable config in their own words
-    if a.init_weights is not None and (model_kind == "vgg3d" or _is_partner(a.config)):
+    if a.init_weights is not None and model_kind == "vgg3d":
         from .errors import OptionError
 
-        raise OptionError("--init-weights", "warm starts are for U-Net configs (not vgg3d or partner configs)")
+        raise OptionError("--init-weights", "warm starts are for U-Net and partner configs (not vgg3d)")
     if model_kind == "vgg3d":  # the SynapseClusterEM feature extractor: supervised on simulated synapse classes
         from .training.vgg3d import main as train_vgg3d
 
@@ -293,7 +287,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         from .training.partners import train_and_package as train_partners
 
         rdf = train_partners(a.config, out_dir=a.output, work_dir=a.work_dir, iterations=a.iterations,
-                             progress=not a.quiet)
+                             progress=not a.quiet, init_weights=a.init_weights)
         print(f"package written: {rdf}")
         return 0
     from .training.pipeline import train_and_package

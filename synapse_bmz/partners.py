@@ -92,7 +92,7 @@ def partners_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float
 
     from postprocessing.partners import extract_partners, partner_grid, sort_partners
 
-    from .api import _digest
+    from .api import _digest, prediction_source
     from .distributed.executors import SerialExecutor
     from .distributed.markers import DoneMarkers
     from .runner.blockjobs import PartnerJob, partner_table
@@ -101,15 +101,7 @@ def partners_events(model, prediction, *, voxel_size_nm: Optional[Sequence[float
     if not is_partner_recipe(name):
         raise OptionError("model", f"recipe {name!r} does not make partner tables; partner recipes: "
                                    "synful_partners, polarity_partners")
-    arr = prediction
-    if hasattr(prediction, "dims") and hasattr(prediction, "attrs"):
-        voxel_size_nm = voxel_size_nm or prediction.attrs.get("voxel_size_nm")
-        arr = prediction.data
-        if prediction.attrs.get("store"):
-            import zarr
-
-            # blocks read the store directly (no dask graph inside a worker)
-            arr = zarr.open_array(store=prediction.attrs["store"], path="0", mode="r")
+    arr, voxel_size_nm = prediction_source(prediction, voxel_size_nm)
     if voxel_size_nm is None:
         raise OptionError("voxel_size_nm", "required: the prediction's voxel size in nm per spatial axis")
     vs = tuple(float(v) for v in voxel_size_nm)

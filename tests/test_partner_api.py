@@ -72,3 +72,30 @@ def test_evaluate_partners_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "synapse_bmz.partners_cli", "evaluate-partners",
                         str(tmp_path / "missing.csv"), str(tmp_path / "bad.csv")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "missing.csv" in r.stderr
+
+
+def test_a_stored_prediction_is_read_from_its_zarr_store(tmp_path):
+    """`prediction_source`, shared by segment and partners: a DataArray naming its store is read
+    from the store's level 0 (not its dask graph); its voxel size is used unless one is given."""
+    import xarray as xr
+    import zarr
+
+    from synapse_bmz.api import prediction_source
+
+    pred = _prediction()
+    z = zarr.open_array(store=str(tmp_path / "p.zarr"), path="0", mode="w", shape=pred.shape, dtype="f4")
+    z[...] = pred
+    on_disk = xr.DataArray(np.zeros_like(pred), dims=("c", "z", "y", "x"),
+                           attrs={"voxel_size_nm": VOX, "store": str(tmp_path / "p.zarr")})
+    arr, vs = prediction_source(on_disk)
+    assert isinstance(arr, zarr.Array) and vs == VOX and np.array_equal(arr[...], pred)
+    assert prediction_source(on_disk, (1.0, 2.0, 3.0))[1] == (1.0, 2.0, 3.0)
+    in_memory = on_disk.copy(data=pred)
+    del in_memory.attrs["store"]
+    arr, vs = prediction_source(in_memory)
+    assert arr is in_memory.data and vs == VOX
+    assert prediction_source(pred, VOX) == (pred, VOX)
+    # the partner table of the stored prediction is the table of the stored values, not the zeros
+    params = {"max_extent_nm": 200.0}
+    assert len(partners(None, on_disk, recipe="synful_partners", params=params)) == len(
+        partners(None, pred, voxel_size_nm=VOX, recipe="synful_partners", params=params)) > 0

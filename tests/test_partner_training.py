@@ -209,3 +209,33 @@ def test_partner_unet_has_the_unet_cut_reach(variant):
                 stop = diff.shape[0] - ctx.aligned_bound[ax]
                 assert float(per_distance[c:stop].max()) < 1e-12, (variant, ax, ch)
                 assert float(per_distance[c - 1]) > 1e-15, (variant, ax, ch)
+
+
+def test_warm_start_of_a_partner_config_starts_from_the_package_weights(tmp_path):
+    """``--init-weights`` on a partner config: the run starts from the package's tensors (with a
+    vanishing learning rate it ends there), a cold run does not, and a bad file is one line, exit 2."""
+    import subprocess
+    import sys
+
+    from synapse_bmz.training.partners import partner_volumes, train_partners
+
+    pkg = REPO / "model_packages" / "synaptic_polarity"
+    text = (pkg / "train.yaml").read_text()
+    text = (text.replace("n_train: 12", "n_train: 1").replace("shape: [16, 256, 256]", "shape: [8, 128, 128]")
+            .replace("patch: [8, 128, 128]", "patch: [4, 64, 64]").replace("learning_rate: 0.003", "learning_rate: 1.0e-12"))
+    (tmp_path / "train.yaml").write_text(text)
+    cfg = load_partner_config(tmp_path / "train.yaml")
+    cfg.train.iterations = cfg.train.validate_every = 1
+    data = partner_volumes(cfg, [0])
+    shipped = torch.load(pkg / "weights.state_dict.pt", weights_only=True)
+    warm = train_partners(cfg, data, data, tmp_path / "warm", progress=False, init_weights=pkg / "weights.state_dict.pt")
+    cold = train_partners(cfg, data, data, tmp_path / "cold", progress=False)
+    key = next(k for k, v in shipped.items() if v.dtype.is_floating_point and v.numel() > 100)
+    assert torch.allclose(warm.model.state_dict()[key], shipped[key], atol=1e-6)
+    assert not torch.allclose(cold.model.state_dict()[key], shipped[key], atol=1e-3)
+    (tmp_path / "junk.pt").write_bytes(b"not a state dict")
+    r = subprocess.run([sys.executable, "-m", "synapse_bmz", "train", str(tmp_path / "train.yaml"), "--init-weights",
+                        str(tmp_path / "junk.pt"), "-o", str(tmp_path / "pkg"), "--work-dir", str(tmp_path / "run"),
+                        "--iterations", "1", "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 2 and "junk.pt" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "pkg").exists()

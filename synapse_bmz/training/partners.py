@@ -420,9 +420,13 @@ class PartnerTrainResult:
 
 
 def train_partners(cfg: PartnerTrainConfig, train_data: List[PartnerVolume], val_data: List[PartnerVolume],
-                   out_dir: Path, *, progress: bool = True) -> PartnerTrainResult:
+                   out_dir: Path, *, progress: bool = True, init_weights: Optional[Path] = None) -> PartnerTrainResult:
     """Seeded training on CPU with ``train.threads`` threads; the checkpoint with the best
-    validation partner f-score is kept; ``loss.csv`` goes to ``out_dir``."""
+    validation partner f-score is kept; ``loss.csv`` goes to ``out_dir``.
+
+    ``init_weights``: a state dict (a package's ``weights.state_dict.pt``) to start from
+    instead of the seeded initialisation (a warm start; Adam and the schedule start afresh).
+    """
     import platform
 
     import torch
@@ -436,6 +440,10 @@ def train_partners(cfg: PartnerTrainConfig, train_data: List[PartnerVolume], val
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = build_partner_model(cfg)
+    if init_weights is not None:
+        from .loop import load_init_weights
+
+        load_init_weights(model, Path(init_weights))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.learning_rate)
     n_iter = cfg.train.iterations
 
@@ -598,7 +606,8 @@ def write_partner_cover(path: Path, raw: np.ndarray, prediction: np.ndarray, tab
 
 
 def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work_dir: Optional[Path] = None,
-                      iterations: Optional[int] = None, progress: bool = True) -> Path:
+                      iterations: Optional[int] = None, progress: bool = True,
+                      init_weights: Optional[Path] = None) -> Path:
     """Train a partner package from its ``train.yaml`` and write it.
 
     Parameters
@@ -611,6 +620,8 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
         ``loss.csv``, ``best.pt``, ``metrics.json``; default ``runs/<package.name>``.
     iterations : int, optional
         Override the configured iterations (quick runs, tests).
+    init_weights : Path, optional
+        Warm start from this state dict (:func:`train_partners`).
 
     Returns
     -------
@@ -628,7 +639,7 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
     out_dir = Path(out_dir or Path("model_packages") / name)
     train_data = partner_volumes(cfg, range(sim.n_train))
     val_data = partner_volumes(cfg, sim.validation_seeds)
-    res = train_partners(cfg, train_data, val_data, work_dir, progress=progress)
+    res = train_partners(cfg, train_data, val_data, work_dir, progress=progress, init_weights=init_weights)
     return package_partner_model(cfg, res, config_path, out_dir=out_dir, work_dir=work_dir)
 
 
