@@ -191,3 +191,45 @@ def test_lumen_density_fills_vesicles_and_keeps_the_phantom():
     inside = plain.labels["vesicles"] > 0
     assert filled.raw[inside].mean() < plain.raw[inside].mean()
     assert 0.5 <= drawn.params["lumen_density"] <= 0.9
+
+
+def test_neuropil_defaults_are_the_original_simulator():
+    """Every new keyword at its default gives the volumes the partner packages were trained and
+    scored on (sha256 of seed 2 from the simulator before the keywords existed, git 56c2b8f)."""
+    import hashlib
+
+    r = simulate_sstem_neuropil((8, 160, 160), seed=2, n_synapses=6)
+    h = hashlib.sha256()
+    for part in (r.raw, r.labels["synapses"], r.labels["membrane"]):
+        h.update(part.tobytes())
+    h.update(r.partners.to_csv(index=False).encode())
+    assert h.hexdigest() == "cdbc2f3c07caff5c2a0e70ffe2dcaea8075698497a2540ac36b260fdfbff1fe6"
+
+
+def test_vnc_like_neuropil_has_wider_membranes_larger_neurites_and_synapses():
+    from scipy import ndimage
+
+    from synapse_bmz.simulate.sstem import VNC_LIKE
+
+    base = simulate_sstem_neuropil((8, 256, 256), seed=4, n_synapses=8)
+    vnc = simulate_sstem_neuropil((8, 256, 256), seed=4, n_synapses=8, **VNC_LIKE)
+    def band_width_px(r):  # membrane pixels per pixel of neuron boundary
+        n = r.labels["neurons"]
+        edge = np.zeros(n.shape, bool)
+        edge[:, 1:] |= n[:, 1:] != n[:, :-1]
+        return r.labels["membrane"].sum() / edge.sum()
+
+    assert band_width_px(vnc) > 2 * band_width_px(base)
+    assert vnc.params["n_neurons"] < base.params["n_neurons"]
+    # synapses span synapse_sections sections and carry more mask per synapse
+    lab, n = ndimage.label(vnc.labels["synapses"])
+    spans = [s[0].stop - s[0].start for s in ndimage.find_objects(lab)]
+    assert n >= 1 and max(spans) >= 3
+    per_syn = lambda r: r.labels["synapses"].sum() / max(r.partners["synapse_id"].nunique(), 1)
+    assert per_syn(vnc) > 2 * per_syn(base)
+    # the partner table still points at the labelled neurons
+    for row in vnc.partners.itertuples():
+        idx = tuple(int(round(c / v)) for c, v in zip((row.post_z_nm, row.post_y_nm, row.post_x_nm), vnc.voxel_size_nm))
+        assert vnc.labels["neurons"][idx] == row.post_label
+    with pytest.raises(ValueError, match="synapse_sections"):
+        simulate_sstem_neuropil((4, 96, 96), synapse_sections=0)

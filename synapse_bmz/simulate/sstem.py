@@ -21,7 +21,7 @@ from postprocessing._units import check_voxel_size
 
 from .shapes import smooth_noise
 
-__all__ = ["SimulatedNeuropil", "simulate_sstem_neuropil", "PARTNER_COLUMNS"]
+__all__ = ["SimulatedNeuropil", "simulate_sstem_neuropil", "PARTNER_COLUMNS", "VNC_LIKE"]
 
 #: Columns of the partner table; positions in nm from the first voxel centre.
 PARTNER_COLUMNS = (
@@ -92,11 +92,15 @@ def _neurons(shape, vox, rng, n_neurons):
     return out
 
 
-def _membranes(neurons):
+def _membranes(neurons, vox, width_nm=None):
     boundary = np.zeros(neurons.shape, bool)
     boundary[:, 1:, :] |= neurons[:, 1:, :] != neurons[:, :-1, :]
     boundary[:, :, 1:] |= neurons[:, :, 1:] != neurons[:, :, :-1]
-    return ndimage.binary_dilation(boundary, structure=np.ones((1, 2, 2), bool))
+    if width_nm is None:  # the original two-pixel band (about 9-11 nm at 4.6 nm pixels)
+        return ndimage.binary_dilation(boundary, structure=np.ones((1, 2, 2), bool))
+    # a band of width_nm centred on the label boundary (the boundary pixels lie on one side of it)
+    dist = ndimage.distance_transform_edt(~boundary, sampling=(1e9, vox[1], vox[2]))
+    return dist <= max(width_nm / 2.0 - vox[1] / 2.0, 0.0)
 
 
 def _mitochondria(neurons, membrane, vox, rng, n):
@@ -130,7 +134,7 @@ def _mitochondria(neurons, membrane, vox, rng, n):
     return labels
 
 
-def _synapses(neurons, membrane, vox, rng, n_synapses):
+def _synapses(neurons, membrane, vox, rng, n_synapses, tbar_radius_nm=35.0, synapse_sections=None, cleft_width_px=1):
     shape = neurons.shape
     tbar = np.zeros(shape, bool)
     cleft = np.zeros(shape, bool)
@@ -176,13 +180,20 @@ def _synapses(neurons, membrane, vox, rng, n_synapses):
         if len(partners) < 2:
             continue
         sid = len({r["synapse_id"] for r in rows}) + 1
-        tbar_radius_px = 35.0 / vox[1]
+        tbar_radius_px = tbar_radius_nm / vox[1]
         t_mask = (tbar_dist <= tbar_radius_px) & pre_mask
-        z_secs = [zz for zz in (z, z + 1) if zz < shape[0]]
+        # original simulator (None): T-bar on two sections, cleft on the first only
+        z_secs = [zz for zz in range(z, z + (synapse_sections or 2)) if zz < shape[0]]
         for zz in z_secs:
             tbar[zz, ys, xs] |= t_mask & (neurons[zz, ys, xs] == pre)
+        near_cleft = tbar_dist * vox[1] <= 150.0
         for post, py, px, contact in partners:
-            cleft[z, ys, xs] |= ndimage.binary_dilation(contact, iterations=1) & (tbar_dist * vox[1] <= 150.0) & membrane[z, ys, xs]
+            cleft[z, ys, xs] |= ndimage.binary_dilation(contact, iterations=cleft_width_px) & near_cleft & membrane[z, ys, xs]
+            for zz in (z_secs[1:] if synapse_sections else []):  # the same contact on the synapse's further sections, where the neurons still touch
+                near_zz = ndimage.binary_dilation(neurons[zz, ys, xs] == pre, iterations=3)
+                contact_zz = near_zz & (neurons[zz, ys, xs] == post) & near_cleft
+                cleft[zz, ys, xs] |= (ndimage.binary_dilation(contact_zz, iterations=cleft_width_px) & near_cleft
+                                      & membrane[zz, ys, xs])
             rows.append(dict(
                 synapse_id=sid, pre_label=int(pre), post_label=int(post),
                 pre_z_nm=z * vox[0], pre_y_nm=(y - window_px + ty) * vox[1], pre_x_nm=(x - window_px + tx) * vox[2],
@@ -208,13 +219,28 @@ def _synapses(neurons, membrane, vox, rng, n_synapses):
     return tbar, cleft, vesicles, table
 
 
-def _render(labels, vox, rng):
+#: Rendering of the original simulator (the partner packages' training data since they were made).
+DEFAULT_APPEARANCE = dict(brightness_range=(0.62, 0.78), membrane_intensity=0.28, tbar_intensity=0.18,
+                          blur_px=1.2, noise_sigma=0.05, noise_blur_px=0.0)
+
+
+#: Keywords of `simulate_sstem_neuropil` that bring simulated neuropil closer to Drosophila VNC
+#: ssTEM stack 1 (``benchmarks/realism/compare.py --parts sstem``, ``sstem_vs_vnc`` in
+#: ``realism.json``): larger neurites, 28 nm membranes that are less dark, larger and greyer
+#: synapses spanning four sections, wider staining differences between neurites, blur-matched grain.
+VNC_LIKE = dict(neurites_per_um2=6.0, membrane_width_nm=28.0, tbar_radius_nm=50.0, synapse_sections=4,
+                cleft_width_px=2, brightness_range=(0.55, 0.85), membrane_intensity=0.45, tbar_intensity=0.34,
+                blur_px=1.2, noise_sigma=0.045, noise_blur_px=0.7)
+
+
+def _render(labels, vox, rng, brightness_range, membrane_intensity, tbar_intensity, blur_px, noise_sigma,
+            noise_blur_px):
     neurons, membrane, mito = labels["neurons"], labels["membrane"], labels["mitochondria"]
     shape = neurons.shape
-    brightness = rng.uniform(0.62, 0.78, int(neurons.max()) + 1)
+    brightness = rng.uniform(brightness_range[0], brightness_range[1], int(neurons.max()) + 1)
     img = brightness[neurons].astype(np.float32)
     img += 0.05 * smooth_noise(shape, (0.5, 2.0, 2.0), rng)
-    img[membrane] = 0.28
+    img[membrane] = membrane_intensity
     mito_mask = mito > 0
     cristae = smooth_noise(shape, (0.5, 1.5, 1.5), rng) > 0.6
     img[mito_mask] = 0.40
@@ -223,9 +249,13 @@ def _render(labels, vox, rng):
     ring = ves & ~ndimage.binary_erosion(ves, structure=np.ones((1, 3, 3), bool))
     img[ves] = 0.62
     img[ring] = 0.38
-    img[labels["tbar"]] = 0.18
-    img = ndimage.gaussian_filter(img, (0.0, 1.2, 1.2))
-    img += rng.normal(0.0, 0.05, shape).astype(np.float32)
+    img[labels["tbar"]] = tbar_intensity
+    img = ndimage.gaussian_filter(img, (0.0, blur_px, blur_px))
+    noise = rng.normal(0.0, noise_sigma, shape).astype(np.float32)
+    if noise_blur_px > 0:  # grain coarser than a pixel; rescaled so that noise_sigma stays its std
+        noise = ndimage.gaussian_filter(noise, (0.0, noise_blur_px, noise_blur_px))
+        noise *= noise_sigma / max(float(noise.std()), 1e-12)
+    img += noise
     img *= rng.uniform(0.9, 1.1, (shape[0], 1, 1)).astype(np.float32)  # section-to-section staining
     return np.clip(img * 255.0, 0, 255).astype(np.uint8)
 
@@ -238,6 +268,17 @@ def simulate_sstem_neuropil(
     n_neurons: int | None = None,
     n_synapses: int = 4,
     n_mitochondria: int = 6,
+    neurites_per_um2: float = 18.0,
+    membrane_width_nm: float | None = None,
+    tbar_radius_nm: float = 35.0,
+    synapse_sections: int | None = None,
+    cleft_width_px: int = 1,
+    brightness_range: tuple = DEFAULT_APPEARANCE["brightness_range"],
+    membrane_intensity: float = DEFAULT_APPEARANCE["membrane_intensity"],
+    tbar_intensity: float = DEFAULT_APPEARANCE["tbar_intensity"],
+    blur_px: float = DEFAULT_APPEARANCE["blur_px"],
+    noise_sigma: float = DEFAULT_APPEARANCE["noise_sigma"],
+    noise_blur_px: float = DEFAULT_APPEARANCE["noise_blur_px"],
 ) -> SimulatedNeuropil:
     """Anisotropic ssTEM neuropil with neurons, mitochondria and polyadic synapses.
 
@@ -257,6 +298,28 @@ def simulate_sstem_neuropil(
         room).
     n_mitochondria : int
         Number of mitochondria to place.
+    neurites_per_um2 : float
+        Neurite lines per um^2 of section area (sets the calibre) when ``n_neurons`` is not given.
+    membrane_width_nm : float, optional
+        Width of the membrane band in nm; default a two-pixel band (about 9-11 nm at 4.6 nm).
+    tbar_radius_nm : float
+        In-plane radius of the T-bar (pre-synaptic density).
+    synapse_sections : int, optional
+        Sections a synapse spans (T-bar, and cleft where the partners still touch); default
+        the T-bar on two sections and the cleft on the first.
+    cleft_width_px : int
+        In-plane dilation of the contact that makes the cleft mask, in pixels.
+    brightness_range, membrane_intensity, tbar_intensity : float
+        Rendering intensities in [0, 1] (cytoplasm per neuron drawn from the range).
+    blur_px : float
+        In-plane Gaussian blur of the rendered image, sigma in pixels.
+    noise_sigma, noise_blur_px : float
+        Standard deviation (of [0, 1] intensity) and in-plane grain (sigma in pixels) of the
+        additive noise.
+
+    The defaults are the original simulator: every keyword above at its default reproduces
+    its volumes exactly (the partner packages' held-out seeds). `VNC_LIKE` holds values that
+    bring the statistics closer to Drosophila VNC ssTEM (``benchmarks/realism``).
 
     Returns
     -------
@@ -271,14 +334,21 @@ def simulate_sstem_neuropil(
     rng = np.random.default_rng(seed)
     vox = np.asarray(voxel_size_nm, float)
     area_um2 = shape[1] * shape[2] * vox[1] * vox[2] / 1e6
-    n_neurons = n_neurons or max(int(round(18 * area_um2)), 6)
+    if not ((synapse_sections is None or synapse_sections >= 1) and cleft_width_px >= 1 and neurites_per_um2 > 0 and tbar_radius_nm > 0):
+        raise ValueError("synapse_sections and cleft_width_px must be >= 1, neurites_per_um2 and tbar_radius_nm > 0")
+    n_neurons = n_neurons or max(int(round(neurites_per_um2 * area_um2)), 6)
     neurons = _neurons(tuple(shape), vox, rng, n_neurons)
-    membrane = _membranes(neurons)
+    membrane = _membranes(neurons, vox, membrane_width_nm)
     mito = _mitochondria(neurons, membrane, vox, rng, n_mitochondria)
-    tbar, cleft, vesicles, partners = _synapses(neurons, membrane, vox, rng, n_synapses)
+    tbar, cleft, vesicles, partners = _synapses(neurons, membrane, vox, rng, n_synapses, tbar_radius_nm,
+                                                synapse_sections and int(synapse_sections), int(cleft_width_px))
     labels = dict(neurons=neurons, membrane=membrane, mitochondria=mito, vesicles=vesicles,
                   tbar=tbar, synapses=tbar | cleft)
-    raw = _render(labels, vox, rng)
+    look = dict(brightness_range=tuple(brightness_range), membrane_intensity=membrane_intensity,
+                tbar_intensity=tbar_intensity, blur_px=blur_px, noise_sigma=noise_sigma, noise_blur_px=noise_blur_px)
+    raw = _render(labels, vox, rng, **look)
     params = dict(shape=tuple(shape), voxel_size_nm=tuple(vox), seed=seed, n_neurons=n_neurons,
-                  n_synapses=n_synapses, n_mitochondria=n_mitochondria)
+                  n_synapses=n_synapses, n_mitochondria=n_mitochondria, neurites_per_um2=neurites_per_um2,
+                  membrane_width_nm=membrane_width_nm, tbar_radius_nm=tbar_radius_nm,
+                  synapse_sections=synapse_sections, cleft_width_px=int(cleft_width_px), **look)
     return SimulatedNeuropil(raw, labels, partners, tuple(float(v) for v in vox), params)
