@@ -194,6 +194,8 @@ def sstem_stats(raw, membrane, synapses, pixel_nm: float) -> dict:
         area = np.bincount(lab.ravel())[1:] * pixel_nm ** 2
         sizes.extend(area[area > 0].tolist())
     corr = [float(np.corrcoef(z[i].ravel(), z[i + 1].ravel())[0, 1]) for i in range(len(z) - 1)]
+    n_syn = int(ndimage.label(synapses)[1])  # 3D components (face-connected across sections)
+    area_um2 = raw.shape[1] * raw.shape[2] * pixel_nm ** 2 / 1e6
     return {
         "histogram": histogram_stats(z.ravel()),
         "membrane_fraction": float(membrane.mean()),
@@ -201,6 +203,9 @@ def sstem_stats(raw, membrane, synapses, pixel_nm: float) -> dict:
         "membrane_minus_rest_zscore": float(z[membrane].mean() - z[~membrane].mean()),
         "profile_equivalent_diameter_nm_median": float(2 * np.sqrt(np.median(sizes) / np.pi)) if sizes else None,
         "synapse_fraction": float(synapses.mean()),
+        "synapse_count": n_syn,
+        "synapses_per_um2_of_section_area": n_syn / area_um2,
+        "synapse_mask_area_nm2_per_synapse": float(synapses.sum() * pixel_nm ** 2 / n_syn) if n_syn else None,
         "synapse_minus_rest_zscore": float(z[synapses].mean() - z[~synapses].mean()) if synapses.any() else None,
         "adjacent_section_correlation_mean": float(np.mean(corr)) if corr else None,
     }
@@ -212,43 +217,58 @@ def compare_sstem(data_dir: Path, out: Path, seed: int, plt) -> dict:
 
     from synapse_bmz.simulate import simulate_sstem_neuropil
 
+    from synapse_bmz.simulate.sstem import VNC_LIKE
+
     raw, membrane, synapses = load_vnc(data_dir)
-    sim = simulate_sstem_neuropil(seed=seed, shape=(16, 512, 512))
+    # the partner packages' training density (simulator_params n_synapses: 14 per 256 x 256 section area)
+    density = dict(n_synapses=56)
+    sim = simulate_sstem_neuropil(seed=seed, shape=(16, 512, 512), **density)
+    vnc_like = simulate_sstem_neuropil(seed=seed, shape=(16, 512, 512), **density, **VNC_LIKE)
     sim_raw = sim.raw.astype(np.float32)
     sim_px = float(sim.voxel_size_nm[1])
+    real_z = np.concatenate([zscore(s).ravel() for s in raw])
     report = {
         "sim_voxel_size_nm": list(map(float, sim.voxel_size_nm)),
         "real_voxel_size_nm": [VNC_SECTION_NM, VNC_PIXEL_NM, VNC_PIXEL_NM],
+        "sim_params": density,
         "sim": sstem_stats(sim_raw, sim.labels["membrane"], sim.labels["synapses"], sim_px),
+        "vnc_like_params": {k: list(v) if isinstance(v, tuple) else v for k, v in {**density, **VNC_LIKE}.items()},
+        "vnc_like": sstem_stats(vnc_like.raw.astype(np.float32), vnc_like.labels["membrane"],
+                                vnc_like.labels["synapses"], sim_px),
         "real": sstem_stats(raw, membrane, synapses, VNC_PIXEL_NM),
         "wasserstein_zscored": float(stats.wasserstein_distance(
-            np.concatenate([zscore(s).ravel() for s in sim_raw]),
-            np.concatenate([zscore(s).ravel() for s in raw]))),
+            np.concatenate([zscore(s).ravel() for s in sim_raw]), real_z)),
+        "wasserstein_zscored_vnc_like": float(stats.wasserstein_distance(
+            np.concatenate([zscore(s.astype(np.float32)).ravel() for s in vnc_like.raw]), real_z)),
     }
     f_sim, p_sim = radial_power(sim_raw[8], sim_px)
+    f_vl, p_vl = radial_power(vnc_like.raw[8].astype(np.float32), sim_px)
     powers = [radial_power(r[:512, :512], VNC_PIXEL_NM) for r in raw[::4]]
     f_real, p_real = powers[0][0], np.mean([p for _, p in powers], axis=0)
     band = (0.005, 0.05)
     report["power_slope_0.005_0.05_per_nm"] = {
-        "sim": spectral_slope(f_sim, p_sim, band), "real": spectral_slope(f_real, p_real, band)}
+        "sim": spectral_slope(f_sim, p_sim, band), "vnc_like": spectral_slope(f_vl, p_vl, band),
+        "real": spectral_slope(f_real, p_real, band)}
     fig, ax = plt.subplots(2, 3, figsize=(10, 6.4))
-    ax[0, 0].imshow(sim_raw[8], cmap="gray"); ax[0, 0].set_title("sim ssTEM (4.6 nm)")
-    ax[0, 1].imshow(raw[8][:512, :512], cmap="gray"); ax[0, 1].set_title("Drosophila VNC (4.6 nm)")
-    ax[0, 2].imshow(np.concatenate([zscore(sim_raw[:, 256, :]), zscore(raw[:, 256, :512])], 0), cmap="gray",
-                    aspect=VNC_SECTION_NM / VNC_PIXEL_NM)
-    ax[0, 2].set_title("xz: sim (top) / real")
+    ax[0, 0].imshow(sim_raw[8], cmap="gray"); ax[0, 0].set_title("sim ssTEM, default (4.6 nm)")
+    ax[0, 1].imshow(vnc_like.raw[8], cmap="gray"); ax[0, 1].set_title("sim ssTEM, VNC_LIKE")
+    ax[0, 2].imshow(raw[8][:512, :512], cmap="gray"); ax[0, 2].set_title("Drosophila VNC (4.6 nm)")
     bins = np.linspace(-4, 4, 81)
+    ax[1, 0].hist(np.concatenate([zscore(s.astype(np.float32)).ravel() for s in vnc_like.raw]), bins,
+                  density=True, histtype="step", label="VNC_LIKE")
     ax[1, 0].hist(np.concatenate([zscore(s).ravel() for s in sim_raw]), bins, density=True, histtype="step",
                   label="sim")
     ax[1, 0].hist(np.concatenate([zscore(s).ravel() for s in raw]), bins, density=True, histtype="step",
                   label="VNC")
     ax[1, 0].set_title("z-scored intensity"); ax[1, 0].legend(fontsize=7)
-    ax[1, 1].loglog(f_sim[1:], p_sim[1:], label="sim"); ax[1, 1].loglog(f_real[1:], p_real[1:], label="VNC")
+    ax[1, 1].loglog(f_sim[1:], p_sim[1:], label="sim"); ax[1, 1].loglog(f_vl[1:], p_vl[1:], label="VNC_LIKE")
+    ax[1, 1].loglog(f_real[1:], p_real[1:], label="VNC")
     ax[1, 1].set_xlabel("cycles / nm"); ax[1, 1].set_title("radial power"); ax[1, 1].legend(fontsize=7)
     names = ["membrane_fraction", "synapse_fraction", "adjacent_section_correlation_mean"]
     x = np.arange(len(names))
-    ax[1, 2].bar(x - 0.2, [report["sim"][k] for k in names], 0.4, label="sim")
-    ax[1, 2].bar(x + 0.2, [report["real"][k] for k in names], 0.4, label="VNC")
+    ax[1, 2].bar(x - 0.27, [report["sim"][k] for k in names], 0.27, label="sim")
+    ax[1, 2].bar(x, [report["vnc_like"][k] for k in names], 0.27, label="VNC_LIKE")
+    ax[1, 2].bar(x + 0.27, [report["real"][k] for k in names], 0.27, label="VNC")
     ax[1, 2].set_xticks(x); ax[1, 2].set_xticklabels(["membrane", "synapse", "z corr"], fontsize=8)
     ax[1, 2].set_yscale("log"); ax[1, 2].legend(fontsize=7); ax[1, 2].set_title("fractions / correlation")
     for a in ax[0]:
