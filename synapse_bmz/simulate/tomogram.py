@@ -23,8 +23,8 @@ __all__ = ["SimulatedSynapse", "simulate_tomogram", "simulate_cryo_tomogram", "r
 #: staining differences between processes, grain at the 5 nm pixel and, for
 #: half the volumes, sections stacked out of order (the annotated EPFL
 #: sections are mostly not consecutive). Ranges ``(low, high)`` are drawn once
-#: per volume. Chosen by eye and `benchmarks/realism` on EPFL sections other than
-#: training0161-0164.
+#: per volume. Chosen by eye against EPFL sections training0001, 0013 and 0042 (not
+#: training0161-0164), with no package figure involved.
 FIBSEM_LIKE = {
     "lumen_density": (0.4, 0.9),
     "blur_nm": (3.0, 6.0),
