@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/partners.py [--quick] [--no-real] [--out PATH]
+    python benchmarks/partners.py [--quick] [--no-real] [--card-figures] [--out PATH]
+    python benchmarks/partners.py --variant PACKAGE_DIR   # one more polarity package, e.g. trained on VNC_LIKE
 
 - ``f_score_synful`` / ``f_score_polarity``: the shipped ``synaptic_partners``
   and ``synaptic_polarity`` packages on simulated ssTEM neuropil of the test
@@ -53,11 +54,26 @@ def parse_args(argv=None):
     p.add_argument("--card-figures", action="store_true",
                    help="also write each package's real_data/vnc_overlay.png (the model cards' real-data picture)")
     p.add_argument("--extraction-shape", default="16,1024,1024", help="z,y,x of the throughput volume")
+    p.add_argument("--variant", type=Path, metavar="PACKAGE",
+                   help="only score this polarity package (e.g. one trained on VNC_LIKE simulation): on the held-out "
+                        "seeds of its own simulation and of the shipped package's, and on the VNC stack; the result "
+                        "goes into --out under variants/<folder name>, the rest of --out is kept")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partners.json")
     return p.parse_args(argv)
 
 
-def held_out_scores(kind: str, seeds):
+def score_variant(package: Path) -> dict:
+    """A polarity package beside the shipped one: held-out seeds of both simulations, and real data."""
+    from synapse_bmz.training.partners import load_partner_config
+
+    shipped = ROOT / "model_packages" / PACKAGES["polarity"] / "train.yaml"
+    seeds = load_partner_config(package / "train.yaml").data.simulation.test_seeds
+    return {"own_simulation": held_out_scores("polarity", seeds, package=package),
+            "shipped_simulation": held_out_scores("polarity", seeds, package=package, config=shipped),
+            "real": real_stack("polarity", package=package)}
+
+
+def held_out_scores(kind: str, seeds, package=None, config=None):
     import numpy as np
 
     from analysis.evaluation import scores_from_counts
@@ -68,8 +84,10 @@ def held_out_scores(kind: str, seeds):
     from synapse_bmz.simulate.partner_targets import ground_truth_partners
     from synapse_bmz.training.partners import load_partner_config
 
-    name = PACKAGES[kind]
-    cfg = load_partner_config(ROOT / "model_packages" / name / "train.yaml")
+    name = str(package or PACKAGES[kind])
+    # the simulation scored on: the package's own train.yaml unless another config is given
+    cfg = load_partner_config(Path(config) if config else
+                              Path(package or ROOT / "model_packages" / name) / "train.yaml")
     session = api.load_session(name, device="cpu")
     counts = {"ids": [0, 0, 0], "distance_only": [0, 0, 0], "strict": [0, 0, 0]}
     t0 = time.perf_counter()
@@ -192,7 +210,7 @@ def real_overlay(path: Path, raw, mask, prediction, table, vox, model_vox, kind:
             "partners_shown": shown}
 
 
-def real_stack(kind: str, card_figures: bool = False):
+def real_stack(kind: str, card_figures: bool = False, package=None):
     """Both packages on the Drosophila VNC stack 1 sections, against its synapse masks."""
     import edt
     import numpy as np
@@ -215,7 +233,8 @@ def real_stack(kind: str, card_figures: bool = False):
         masks.append(m if m.dtype == bool else m > 127)
     mask = np.stack(masks)
     vox = (50.0, 4.6, 4.6)
-    session = api.load_session(PACKAGES[kind], device="cpu")
+    name = str(package or PACKAGES[kind])
+    session = api.load_session(name, device="cpu")
     t0 = time.perf_counter()
     pred = api.predict(session, raw, voxel_size_nm=vox)
     table = partners(session, pred)
@@ -237,7 +256,7 @@ def real_stack(kind: str, card_figures: bool = False):
                 ids = np.unique(synapses[win])
                 hit.update(int(i) for i in ids if i)
         outside += not near_any
-    res = {"package": PACKAGES[kind], "sections": len(files), "shape": list(raw.shape),
+    res = {"package": name, "sections": len(files), "shape": list(raw.shape),
            "voxel_size_nm": list(vox), "n_annotated_synapses": int(n_syn), "n_partners": int(len(table)),
            "fraction_synapses_with_partner": round(len(hit) / n_syn, 4) if n_syn else None,
            "partners_outside_synapses": int(outside), "near_nm": NEAR_NM, "seconds": round(elapsed, 1)}
@@ -260,6 +279,14 @@ def main(argv=None):
 
     torch.set_num_threads(1)
     from synapse_bmz.training.partners import load_partner_config
+
+    if a.variant:
+        res = json.loads(a.out.read_text()) if a.out.is_file() else {}
+        res.setdefault("variants", {})[a.variant.resolve().name] = score_variant(a.variant.resolve())
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(res, indent=2))
+        print(json.dumps(res["variants"][a.variant.resolve().name]))
+        return 0
 
     seeds = load_partner_config(ROOT / "model_packages" / "synaptic_partners" / "train.yaml").data.simulation.test_seeds
     seeds = seeds[:1] if a.quick else seeds
