@@ -222,10 +222,11 @@ def test_warm_start_of_a_partner_config_starts_from_the_package_weights(tmp_path
     pkg = REPO / "model_packages" / "synaptic_polarity"
     text = (pkg / "train.yaml").read_text()
     text = (text.replace("n_train: 12", "n_train: 1").replace("shape: [16, 256, 256]", "shape: [8, 128, 128]")
-            .replace("patch: [8, 128, 128]", "patch: [4, 64, 64]").replace("learning_rate: 0.003", "learning_rate: 1.0e-12"))
+            .replace("patch: [8, 128, 128]", "patch: [4, 64, 64]"))
     (tmp_path / "train.yaml").write_text(text)
     cfg = load_partner_config(tmp_path / "train.yaml")
     cfg.train.iterations = cfg.train.validate_every = 1
+    cfg.train.learning_rate = 1e-12
     data = partner_volumes(cfg, [0])
     shipped = torch.load(pkg / "weights.state_dict.pt", weights_only=True)
     warm = train_partners(cfg, data, data, tmp_path / "warm", progress=False, init_weights=pkg / "weights.state_dict.pt")
@@ -239,3 +240,30 @@ def test_warm_start_of_a_partner_config_starts_from_the_package_weights(tmp_path
                         "--iterations", "1", "--quiet"], capture_output=True, text=True)
     assert r.returncode == 2 and "junk.pt" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "pkg").exists()
+
+
+def test_extra_training_volumes_come_in_their_own_look(tmp_path):
+    """``extra_training`` adds seeds simulated with more simulator keywords; validation and test
+    seeds stay in the first look, and overlapping seeds are refused in one line."""
+    from synapse_bmz.simulate.sstem import VNC_LIKE
+    from synapse_bmz.training.partners import partner_volumes, training_volumes
+
+    text = (REPO / "model_packages" / "synaptic_polarity" / "train.yaml").read_text()
+    text = text.replace("n_train: 12", "n_train: 1").replace("shape: [16, 256, 256]", "shape: [4, 96, 96]")
+    extra = ("    extra_training: {seeds: [5, 6], simulator_params: {membrane_width_nm: 28.0, noise_blur_px: 0.7}}\n"
+             "    post_radius_nm")
+    (tmp_path / "t.yaml").write_text(text.replace("    post_radius_nm", extra, 1))
+    cfg = load_partner_config(tmp_path / "t.yaml")
+    vols = training_volumes(cfg)
+    assert [v.name for v in vols] == ["sstem seed 0", "sstem seed 5"]
+    plain = partner_volumes(cfg, [5])[0]
+    assert not np.array_equal(plain.raw, vols[1].raw)  # seed 5 in the extra look differs from seed 5 plain
+    assert np.array_equal(partner_volumes(cfg, [0])[0].raw, vols[0].raw)
+    assert VNC_LIKE["membrane_width_nm"] == 28.0
+    (tmp_path / "u.yaml").write_text(text.replace("    post_radius_nm", extra.replace("[5, 6]", "[0, 2]"), 1))
+    with pytest.raises(InputError, match="disjoint") as e:
+        load_partner_config(tmp_path / "u.yaml")
+    assert "\n" not in str(e.value)
+    (tmp_path / "v.yaml").write_text(text.replace("    post_radius_nm", extra.replace("[5, 6]", "[6, 5]"), 1))
+    with pytest.raises(InputError, match="low < high"):
+        load_partner_config(tmp_path / "v.yaml")

@@ -52,9 +52,19 @@ __all__ = ["PartnerTrainConfig", "load_partner_config", "is_partner_config", "pa
            "package_partner_model", "PartnerTrainResult"]
 
 
+class ExtraTraining(BaseModel):
+    """More training volumes in another look: seeds ``seeds[0]..seeds[1]-1`` simulated with
+    ``simulator_params`` on top of the simulation's own (e.g. `synapse_bmz.simulate.sstem.VNC_LIKE`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    seeds: List[int] = Field(min_length=2, max_length=2)
+    simulator_params: Dict[str, Any] = Field(default_factory=dict)
+
+
 class PartnerSimulation(BaseModel):
-    """Simulated neuropil volumes: ``n_train`` training seeds ``0..n_train-1`` and the held-out
-    ``validation_seeds`` (checkpoint choice) and ``test_seeds`` (reported), all disjoint."""
+    """Simulated neuropil volumes: ``n_train`` training seeds ``0..n_train-1`` (plus
+    ``extra_training``) and the held-out ``validation_seeds`` (checkpoint choice) and
+    ``test_seeds`` (reported), all disjoint and all in the simulation's own look."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["sstem"] = "sstem"
@@ -63,6 +73,7 @@ class PartnerSimulation(BaseModel):
     validation_seeds: List[int]
     test_seeds: List[int]
     simulator_params: Dict[str, Any] = Field(default_factory=dict)
+    extra_training: Optional[ExtraTraining] = None
     post_radius_nm: float = Field(default=50.0, gt=0)
     pre_radius_nm: float = Field(default=100.0, gt=0)
 
@@ -174,10 +185,14 @@ def load_partner_config(path: Path) -> PartnerTrainConfig:
     if cfg.target != "polarity" and cfg.train.cross_negative_weight != "balanced":
         raise InputError(path, "train.cross_negative_weight: only for target: polarity (the pre and post "
                                "channels), not target: " + cfg.target)
-    seeds = [set(range(sim.n_train)), set(sim.validation_seeds), set(sim.test_seeds)]
-    if seeds[0] & seeds[1] or seeds[0] & seeds[2] or seeds[1] & seeds[2]:
-        raise InputError(path, "data.simulation: training seeds 0..n_train-1, validation_seeds and test_seeds "
-                               "must be disjoint")
+    extra = set(range(*sim.extra_training.seeds)) if sim.extra_training else set()
+    if sim.extra_training and not extra:
+        raise InputError(path, f"data.simulation.extra_training.seeds: [low, high) with low < high, "
+                               f"got {sim.extra_training.seeds}")
+    seeds = [set(range(sim.n_train)) | extra, set(sim.validation_seeds), set(sim.test_seeds)]
+    if seeds[0] & seeds[1] or seeds[0] & seeds[2] or seeds[1] & seeds[2] or extra & set(range(sim.n_train)):
+        raise InputError(path, "data.simulation: training seeds 0..n_train-1, extra_training seeds, "
+                               "validation_seeds and test_seeds must be disjoint")
     for name, v in (("data.simulation.shape", sim.shape), ("train.patch", cfg.train.patch),
                     ("package.halo", cfg.package.halo), ("package.min_shape", cfg.package.min_shape),
                     ("package.step", cfg.package.step)):
@@ -204,22 +219,33 @@ class PartnerVolume:
     name: str
 
 
-def partner_volumes(cfg: PartnerTrainConfig, seeds) -> List[PartnerVolume]:
-    """Simulate and make the targets of each seed (deterministic)."""
+def partner_volumes(cfg: PartnerTrainConfig, seeds, extra_params: Optional[Dict[str, Any]] = None
+                    ) -> List[PartnerVolume]:
+    """Simulate and make the targets of each seed (deterministic); ``extra_params`` go on top
+    of the simulation's ``simulator_params``."""
     from ..simulate import simulate_sstem_neuropil
     from ..simulate.partner_targets import ground_truth_partners, partner_targets
     from .data import normalise
 
     sim_cfg = cfg.data.simulation
+    params = {**sim_cfg.simulator_params, **(extra_params or {})}
     out = []
     for seed in seeds:
-        sim = simulate_sstem_neuropil(tuple(sim_cfg.shape), tuple(cfg.data.voxel_size_nm), int(seed),
-                                      **sim_cfg.simulator_params)
+        sim = simulate_sstem_neuropil(tuple(sim_cfg.shape), tuple(cfg.data.voxel_size_nm), int(seed), **params)
         t = partner_targets(sim.labels["neurons"], sim.labels["membrane"], sim.partners, sim.voxel_size_nm,
                             post_radius_nm=sim_cfg.post_radius_nm, pre_radius_nm=sim_cfg.pre_radius_nm)
         targets = t.synful() if cfg.target == "synful" else t.polarity()
         out.append(PartnerVolume(normalise(sim.raw), targets, sim.labels["neurons"], ground_truth_partners(sim),
                                  f"sstem seed {seed}"))
+    return out
+
+
+def training_volumes(cfg: PartnerTrainConfig) -> List[PartnerVolume]:
+    """Seeds ``0..n_train-1`` in the simulation's look, then the ``extra_training`` seeds in theirs."""
+    sim = cfg.data.simulation
+    out = partner_volumes(cfg, range(sim.n_train))
+    if sim.extra_training:
+        out += partner_volumes(cfg, range(*sim.extra_training.seeds), sim.extra_training.simulator_params)
     return out
 
 
@@ -505,6 +531,14 @@ def _cross_text(weight) -> str:
             f"for the post channel) weighs {w} channel's positive weight (`cross_negative_weight: {weight}`)")
 
 
+def _extra_text(sim: PartnerSimulation) -> str:
+    if not sim.extra_training:
+        return ""
+    lo, hi = sim.extra_training.seeds
+    return (f", and {hi - lo} more (seeds {lo}-{hi - 1}) with {sim.extra_training.simulator_params} on top "
+            "(`extra_training`; validation and test seeds are in the first look only)")
+
+
 def _card_sections(cfg: PartnerTrainConfig, res: PartnerTrainResult, metrics: dict, config_path: Path) -> dict:
     sim = cfg.data.simulation
     rows = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
@@ -524,8 +558,8 @@ def _card_sections(cfg: PartnerTrainConfig, res: PartnerTrainResult, metrics: di
         "Training data": (
             f"**Trained on simulation only** (`synapse_bmz.simulate.simulate_sstem_neuropil`): {sim.n_train} "
             f"volumes of shape {sim.shape} at {cfg.data.voxel_size_nm} nm (seeds 0-{sim.n_train - 1}, "
-            f"{sim.simulator_params}) with exact neurons and partners (T-bars, vesicle clouds, 2+ "
-            "post-synaptic partners per T-bar); targets from `synapse_bmz.simulate.partner_targets`. "
+            f"{sim.simulator_params})" + _extra_text(sim) + " with exact neurons and partners (T-bars, vesicle "
+            "clouds, 2+ post-synaptic partners per T-bar); targets from `synapse_bmz.simulate.partner_targets`. "
             "No real annotated data was used: accuracy on real ssTEM is not measured here and will be lower.\n\n"
             + cfg.data.description + f"\n\nLicence of the data: {cfg.data.licence}."),
         "Validation split": (f"Checkpoint chosen on seeds {sim.validation_seeds}; the figures below are on "
@@ -637,7 +671,7 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
     name = cfg.package.name
     work_dir = Path(work_dir or Path("runs") / name)
     out_dir = Path(out_dir or Path("model_packages") / name)
-    train_data = partner_volumes(cfg, range(sim.n_train))
+    train_data = training_volumes(cfg)
     val_data = partner_volumes(cfg, sim.validation_seeds)
     res = train_partners(cfg, train_data, val_data, work_dir, progress=progress, init_weights=init_weights)
     return package_partner_model(cfg, res, config_path, out_dir=out_dir, work_dir=work_dir)
