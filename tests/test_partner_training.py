@@ -267,3 +267,13 @@ def test_extra_training_volumes_come_in_their_own_look(tmp_path):
     (tmp_path / "v.yaml").write_text(text.replace("    post_radius_nm", extra.replace("[5, 6]", "[6, 5]"), 1))
     with pytest.raises(InputError, match="low < high"):
         load_partner_config(tmp_path / "v.yaml")
+
+
+@pytest.mark.parametrize("name", ["synaptic_polarity_vnc_like", "synaptic_polarity_mixed_look"])
+def test_experiment_configs_load_and_keep_the_shipped_held_out_seeds(name):
+    """The configs behind the variants in benchmarks/results/partners.json stay loadable and score on
+    the shipped package's validation and test seeds."""
+    cfg = load_partner_config(REPO / "benchmarks" / "configs" / f"{name}.yaml")
+    shipped = load_partner_config(REPO / "model_packages" / "synaptic_polarity" / "train.yaml")
+    assert cfg.data.simulation.test_seeds == shipped.data.simulation.test_seeds
+    assert cfg.data.simulation.validation_seeds == shipped.data.simulation.validation_seeds
