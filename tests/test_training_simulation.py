@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from synapse_bmz.errors import InputError
-from synapse_bmz.training.config import load_train_config
+from synapse_bmz.training.config import ExtraTraining, load_train_config
 from synapse_bmz.training.data import load_simulation, simulate_volume, simulation_targets
 from synapse_bmz.training.pipeline import primary_metric
 
@@ -131,6 +131,81 @@ def test_zero_degrade_probability_leaves_the_patch_stream_unchanged(tmp_path):
     np.testing.assert_array_equal(a[0], b[0])
     c = sample_batch(train, [8, 32, 32], 2, np.random.default_rng(3), 0.0, degrade_probability=1.0)
     assert not np.array_equal(a[0], c[0])
+
+
+#: `sample_batch` of `_config`'s volumes, patch [8, 32, 32], batch 2, rng 3, degrade 0.5, before zoom existed
+ZOOMLESS_BATCH_SHA256 = "926ecc2ca8660eb0093fa3af2fb465bd244940c4cda34df59f5e5775b0365710"
+
+
+def _with(path: Path, section: str, **values) -> Path:
+    cfg = yaml.safe_load(path.read_text())
+    node = cfg
+    for key in section.split("."):
+        node = node[key]
+    node.update(values)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_extra_training_adds_seeds_in_their_own_look(tmp_path):
+    """``data.simulation.extra_training`` (the same option as partner configs'): more training
+    seeds with simulator keywords on top; validation seeds stay in the plain look."""
+    cfg = load_train_config(_with(_config(tmp_path, n_train=1), "data.simulation",
+                                  extra_training={"seeds": [7, 8], "simulator_params": {"fibsem": {}}}))
+    train, val = load_simulation(cfg)
+    assert train.names == ["tomogram seed 0", "tomogram seed 7"] and val.names == ["tomogram seed 1000"]
+    fibsem = simulate_volume(cfg, 7, {"fibsem": {}})
+    assert fibsem.modality == "fibsem" and simulate_volume(cfg, 7).modality == "rt"
+    np.testing.assert_array_equal(train.instances[1], fibsem.labels["vesicles"])
+    np.testing.assert_array_equal(val.instances[0], simulate_volume(cfg, 1000).labels["vesicles"])
+    assert "and 1 more (seeds 7-7) with {'fibsem': {}}" in ExtraTraining.describe(cfg.data.simulation.extra_training)
+
+
+@pytest.mark.parametrize("seeds, message", [([0, 1], "disjoint"), ([1000, 1001], "disjoint"),
+                                            ([5, 5], "low < high")])
+def test_extra_training_seeds_are_checked(tmp_path, seeds, message):
+    path = _with(_config(tmp_path, n_train=1), "data.simulation", extra_training={"seeds": seeds})
+    with pytest.raises(InputError, match=message) as e:
+        load_train_config(path)
+    assert "\n" not in str(e.value)
+
+
+def test_zoom_window_changes_object_size():
+    """Objects come out ``factor`` times their size; targets stay exact labels (nearest neighbour)."""
+    from synapse_bmz.training.augment import zoom_window
+
+    rng = np.random.default_rng(0)
+    stripes = (np.arange(96) // 4 % 2).astype(np.float32)  # period 8 px along x
+    raw = np.broadcast_to(stripes, (96, 96)).copy() + rng.normal(0, 0.01, (96, 96)).astype(np.float32)
+    target = np.stack([np.broadcast_to(stripes, (96, 96))]).astype(np.float32)
+    for factor, period in ((2.0, 16), (0.5, 4), (1.0, 8)):
+        r, t = zoom_window(raw, target, (32, 32), np.random.default_rng(1), (factor, factor))
+        assert r.shape == (32, 32) and t.shape == (1, 32, 32)
+        assert set(np.unique(t)) <= {0.0, 1.0}
+        transitions = int(np.abs(np.diff(t[0, 0])).sum())
+        assert abs(transitions - 32 / (period / 2)) <= 1, (factor, transitions)
+        assert abs(float(r.mean())) < 1e-4 and abs(float(r.std()) - 1) < 1e-3
+    # a factor below what fits (window larger than the image) is clipped to the image
+    r, t = zoom_window(raw[:40, :40], target[:, :40, :40], (32, 32), np.random.default_rng(2), (0.1, 0.1))
+    assert r.shape == (32, 32)
+
+
+def test_zoom_is_off_by_default_and_its_range_is_checked(tmp_path):
+    """Without zoom the patch stream is the one before the option existed (sha256 of a batch from
+    the code at git cf8017c), so configs without it reproduce their shipped weights."""
+    import hashlib
+
+    from synapse_bmz.training.data import sample_batch
+
+    cfg = load_train_config(_config(tmp_path))
+    assert cfg.train.zoom_probability == 0.0
+    train, _ = load_simulation(cfg)
+    x, y = sample_batch(train, [8, 32, 32], 2, np.random.default_rng(3), 0.0, 0.5)
+    assert hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest() == ZOOMLESS_BATCH_SHA256
+    z = sample_batch(train, [8, 32, 32], 2, np.random.default_rng(3), 0.0, 0.5, zoom_probability=1.0)
+    assert z[0].shape == x.shape and not np.array_equal(z[0], x)
+    with pytest.raises(InputError, match="zoom_range"):
+        load_train_config(_with(_config(tmp_path), "train", zoom_range=[2.0, 1.0]))
 
 
 def test_primary_metric_override(tmp_path):

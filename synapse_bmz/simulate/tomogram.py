@@ -132,9 +132,10 @@ def fibsem_image(phantom: SynapsePhantom, density: np.ndarray, seed: int, settin
     from scipy import ndimage
 
     cfg = {**FIBSEM_LIKE, **settings}
-    unknown = set(settings) - set(FIBSEM_LIKE) - {"seeds"}
+    unknown = set(settings) - set(FIBSEM_LIKE)
     if unknown:
-        raise ValueError(f"unknown `fibsem` settings {sorted(unknown)}; known: {sorted(FIBSEM_LIKE)} and 'seeds'")
+        # ('seeds' was an earlier way to mix looks: a training config's `extra_training` is now)
+        raise ValueError(f"unknown `fibsem` settings {sorted(unknown)}; known: {sorted(FIBSEM_LIKE)}")
     rng = np.random.default_rng([int(seed), 5])
     vs = np.asarray(phantom.voxel_size_nm, float)
     drawn = {k: _draw(cfg[k], rng) for k in ("blur_nm", "stain_sd", "stain_field_sd", "noise_sd")}
@@ -176,9 +177,7 @@ def _simulate(shape, voxel_size_nm, seed, ribbon, imaging: ImagingParams, phanto
     check_voxel_size(voxel_size_nm, 3)  # finite, > 0 nm, (z, y, x); ValueError otherwise
     rng = np.random.default_rng(seed)
     fibsem = phantom_kwargs.pop("fibsem", None)
-    if fibsem is not None:
-        lo, hi = fibsem.get("seeds", (-np.inf, np.inf))
-        fibsem = dict(fibsem) if lo <= seed < hi else None  # outside `seeds`: the default tomogram
+    fibsem = dict(fibsem) if fibsem is not None else None
     if fibsem is not None and "lumen_density" not in phantom_kwargs:
         phantom_kwargs["lumen_density"] = fibsem.get("lumen_density", FIBSEM_LIKE["lumen_density"])
     lumen = phantom_kwargs.pop("lumen_density", None)
@@ -252,10 +251,9 @@ def simulate_tomogram(
         its values; ``{}`` is FIBSEM_LIKE), which images the phantom as
         stained FIB-SEM instead of a tomogram (`fibsem_image`: filled
         vesicles, ~10 nm resolution, staining differences, restacked
-        sections; ``modality`` ``'fibsem'``, no tilt angles). Its key
-        ``seeds: [low, high]`` restricts it to ``low <= seed < high``; other
-        seeds give the default tomogram bit for bit, so one training config
-        can mix both looks and keep its held-out seeds unchanged. When the
+        sections; ``modality`` ``'fibsem'``, no tilt angles). A training
+        config mixes both looks with ``data.simulation.extra_training``
+        (`synapse_bmz.training.config.ExtraTraining`). When the
         sections were restacked, the labels are too (``params['fibsem']
         ['section_order']``) while ``vesicles`` keeps the phantom's
         coordinates.

@@ -7,12 +7,42 @@ a package's ``train.yaml`` reproduces its weights from any working directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 from ..errors import InputError
+
+
+class ExtraTraining(BaseModel):
+    """More training volumes in another look: seeds ``seeds[0]..seeds[1]-1`` simulated with
+    ``simulator_params`` on top of the simulation's own (e.g. ``{fibsem: {}}`` for
+    `synapse_bmz.simulate.tomogram.FIBSEM_LIKE`, `synapse_bmz.simulate.sstem.VNC_LIKE`).
+    Validation (and test) seeds stay in the simulation's own look, so the held-out figures
+    of a config do not move when a look is added. The one way to mix looks, for U-Net and
+    partner configs alike."""
+
+    model_config = ConfigDict(extra="forbid")
+    seeds: List[int] = Field(min_length=2, max_length=2)
+    simulator_params: Dict[str, Any] = Field(default_factory=dict)
+
+    def seed_range(self, path) -> range:
+        """``range(low, high)``; a one-line `InputError` naming ``path`` when empty."""
+        r = range(*self.seeds)
+        if not r:
+            raise InputError(path, f"data.simulation.extra_training.seeds: [low, high) with low < high, "
+                                   f"got {self.seeds}")
+        return r
+
+    @staticmethod
+    def describe(extra: Optional["ExtraTraining"]) -> str:
+        """The card's words for it (``""`` for None), to follow the main look's description."""
+        if extra is None:
+            return ""
+        lo, hi = extra.seeds
+        return (f", and {hi - lo} more (seeds {lo}-{hi - 1}) with {extra.simulator_params} on top "
+                "(`extra_training`; validation and test seeds are in the first look only)")
 
 
 class SimulationData(BaseModel):
@@ -26,6 +56,7 @@ class SimulationData(BaseModel):
     presynaptic_density, membrane``), where ``<instances>_boundaries`` and
     ``<instances>_foreground`` are also available. ``instances`` names the
     instance label the recipe's output is scored against (instance F1).
+    ``extra_training`` adds training seeds in another look (`ExtraTraining`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -36,6 +67,7 @@ class SimulationData(BaseModel):
     targets: List[str]
     instances: Optional[str] = None
     simulator_params: Dict[str, Any] = Field(default_factory=dict)
+    extra_training: Optional[ExtraTraining] = None
 
 
 class DataConfig(BaseModel):
@@ -90,10 +122,21 @@ class OptimConfig(BaseModel):
     # chance per patch of a random loss of resolution (`augment.degrade_resolution`):
     # for simulation-trained models meant to run on coarser real data
     degrade_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    # chance per patch of a random change of scale (`augment.zoom_window`): objects drawn
+    # `zoom_range` times their size, as real data with a wrong or unknown voxel size look on
+    # the model grid; 0 leaves the patch stream of a config exactly as before
+    zoom_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    zoom_range: Tuple[PositiveFloat, PositiveFloat] = (0.6, 3.0)
     validate_every: int = 100
     checkpoint_every: int = 100
     mixed_precision: bool = True
     threads: Optional[int] = None
+
+    @model_validator(mode="after")
+    def _zoom_range_ordered(self):
+        if self.zoom_range[0] > self.zoom_range[1]:
+            raise ValueError(f"train.zoom_range: [low, high] with low <= high, got {list(self.zoom_range)}")
+        return self
 
 
 class PackageConfig(BaseModel):
@@ -177,6 +220,11 @@ def _check_simulation(cfg: TrainConfig, path: Path) -> None:
         raise InputError(path, f"data.simulation.targets: {cfg.target} needs exactly one instance label")
     if set(sim.validation_seeds) & set(range(sim.n_train)):
         raise InputError(path, f"data.simulation: validation_seeds {sim.validation_seeds} overlap the training seeds 0..{sim.n_train - 1}")
+    if sim.extra_training is not None:
+        extra = set(sim.extra_training.seed_range(path))
+        if extra & (set(range(sim.n_train)) | set(sim.validation_seeds)):
+            raise InputError(path, "data.simulation: training seeds 0..n_train-1, extra_training seeds and "
+                                   "validation_seeds must be disjoint")
     _check_axis_lengths(cfg, path, 3)
 
 

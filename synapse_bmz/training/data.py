@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InputError
 from ..io.slices import read_slice
 from ..normalise import zero_mean_unit_variance
-from .augment import augment_pair
+from .augment import augment_pair, zoom_window
 from .targets import foreground_boundary_targets, instances_from_mask, label_mask, training_targets
 
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff"}
@@ -153,12 +153,14 @@ def _load_volumes(cfg, raw_files: Sequence[Path]) -> Tuple[SliceDataset, SliceDa
     return train, val
 
 
-def simulate_volume(cfg, seed: int):
-    """One simulated tomogram of ``cfg.data.simulation`` at ``cfg.data.voxel_size_nm``."""
+def simulate_volume(cfg, seed: int, extra_params: Optional[dict] = None):
+    """One simulated tomogram of ``cfg.data.simulation`` at ``cfg.data.voxel_size_nm``;
+    ``extra_params`` (an ``extra_training`` look) go on top of its ``simulator_params``."""
     from ..simulate import simulate_cryo_tomogram, simulate_tomogram
 
     sim_cfg = cfg.data.simulation
-    kwargs = dict(seed=int(seed), voxel_size_nm=tuple(cfg.data.voxel_size_nm), **sim_cfg.simulator_params)
+    kwargs = dict(seed=int(seed), voxel_size_nm=tuple(cfg.data.voxel_size_nm),
+                  **{**sim_cfg.simulator_params, **(extra_params or {})})
     if sim_cfg.kind == "cryo":
         return simulate_cryo_tomogram(tuple(sim_cfg.shape), **kwargs)
     return simulate_tomogram(tuple(sim_cfg.shape), ribbon=sim_cfg.kind == "ribbon", **kwargs)
@@ -189,7 +191,8 @@ def simulation_targets(labels: dict, names: Sequence[str], target: str, in_plane
 
 
 def load_simulation(cfg, *, training: bool = True) -> Tuple[SliceDataset, SliceDataset]:
-    """Training seeds ``0..n_train-1`` and the held-out ``validation_seeds`` as volumes.
+    """Training seeds ``0..n_train-1`` (then the ``extra_training`` seeds in their look) and the
+    held-out ``validation_seeds`` as volumes.
 
     ``instances`` of each entry is the label named by ``simulation.instances``
     (else the target label for foreground_boundary, else the first target
@@ -199,9 +202,13 @@ def load_simulation(cfg, *, training: bool = True) -> Tuple[SliceDataset, SliceD
     sim_cfg = cfg.data.simulation
     train, val = SliceDataset([], [], [], []), SliceDataset([], [], [], [])
     score_label = sim_cfg.instances or sim_cfg.targets[0]
-    for ds, seeds in ((train, range(sim_cfg.n_train) if training else ()), (val, sim_cfg.validation_seeds)):
+    extra = sim_cfg.extra_training
+    looks = [(train, range(sim_cfg.n_train), None)] if training else []
+    if training and extra is not None:
+        looks.append((train, range(*extra.seeds), extra.simulator_params))
+    for ds, seeds, extra_params in looks + [(val, sim_cfg.validation_seeds, None)]:
         for seed in seeds:
-            sim = simulate_volume(cfg, seed)
+            sim = simulate_volume(cfg, seed, extra_params)
             ds.raw.append(normalise(sim.raw))
             ds.targets.append(simulation_targets(sim.labels, sim_cfg.targets, cfg.target))
             inst = sim.labels.get(score_label)
@@ -214,8 +221,13 @@ def load_simulation(cfg, *, training: bool = True) -> Tuple[SliceDataset, SliceD
 
 def sample_batch(ds: SliceDataset, patch: Sequence[int], batch_size: int,
                  rng: np.random.Generator, reject_empty_probability: float,
-                 degrade_probability: float = 0.0):
+                 degrade_probability: float = 0.0, zoom_probability: float = 0.0,
+                 zoom_range: Sequence[float] = (0.6, 3.0)):
     """Random augmented patches; patches without foreground are rejected with the given probability.
+
+    With ``zoom_probability`` a patch is a window of another size resampled
+    to ``patch`` (`augment.zoom_window`); at 0 no random number is drawn for
+    it, so the patch stream is that of a config without zoom.
 
     Parameters
     ----------
@@ -237,12 +249,15 @@ def sample_batch(ds: SliceDataset, patch: Sequence[int], batch_size: int,
     while len(xs) < batch_size:
         i = eligible[int(rng.integers(len(eligible)))]
         img, tgt = ds.raw[i], ds.targets[i]
-        corner = [int(rng.integers(s - p + 1)) for s, p in zip(img.shape, patch)]
-        window = tuple(slice(c, c + p) for c, p in zip(corner, patch))
-        t = tgt[(slice(None),) + window]
+        if zoom_probability and rng.random() < zoom_probability:
+            r, t = zoom_window(img, tgt, patch, rng, zoom_range)
+        else:
+            corner = [int(rng.integers(s - p + 1)) for s, p in zip(img.shape, patch)]
+            window = tuple(slice(c, c + p) for c, p in zip(corner, patch))
+            r, t = img[window], tgt[(slice(None),) + window]
         if not t[0].any() and rng.random() < reject_empty_probability:
             continue
-        r, t = augment_pair(img[window], t, rng, degrade_probability)
+        r, t = augment_pair(r, t, rng, degrade_probability)
         xs.append(r[None])
         ys.append(t)
     return np.stack(xs), np.stack(ys)

@@ -45,20 +45,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import InputError
-from .config import PackageConfig
+from .config import ExtraTraining, PackageConfig
 
 __all__ = ["PartnerTrainConfig", "load_partner_config", "is_partner_config", "partner_volumes",
            "train_partners", "evaluate_partner_model", "write_partner_cover", "train_and_package",
            "package_partner_model", "PartnerTrainResult"]
-
-
-class ExtraTraining(BaseModel):
-    """More training volumes in another look: seeds ``seeds[0]..seeds[1]-1`` simulated with
-    ``simulator_params`` on top of the simulation's own (e.g. `synapse_bmz.simulate.sstem.VNC_LIKE`)."""
-
-    model_config = ConfigDict(extra="forbid")
-    seeds: List[int] = Field(min_length=2, max_length=2)
-    simulator_params: Dict[str, Any] = Field(default_factory=dict)
 
 
 class PartnerSimulation(BaseModel):
@@ -185,10 +176,7 @@ def load_partner_config(path: Path) -> PartnerTrainConfig:
     if cfg.target != "polarity" and cfg.train.cross_negative_weight != "balanced":
         raise InputError(path, "train.cross_negative_weight: only for target: polarity (the pre and post "
                                "channels), not target: " + cfg.target)
-    extra = set(range(*sim.extra_training.seeds)) if sim.extra_training else set()
-    if sim.extra_training and not extra:
-        raise InputError(path, f"data.simulation.extra_training.seeds: [low, high) with low < high, "
-                               f"got {sim.extra_training.seeds}")
+    extra = set(sim.extra_training.seed_range(path)) if sim.extra_training else set()
     seeds = [set(range(sim.n_train)) | extra, set(sim.validation_seeds), set(sim.test_seeds)]
     if seeds[0] & seeds[1] or seeds[0] & seeds[2] or seeds[1] & seeds[2] or extra & set(range(sim.n_train)):
         raise InputError(path, "data.simulation: training seeds 0..n_train-1, extra_training seeds, "
@@ -531,14 +519,6 @@ def _cross_text(weight) -> str:
             f"for the post channel) weighs {w} channel's positive weight (`cross_negative_weight: {weight}`)")
 
 
-def _extra_text(sim: PartnerSimulation) -> str:
-    if not sim.extra_training:
-        return ""
-    lo, hi = sim.extra_training.seeds
-    return (f", and {hi - lo} more (seeds {lo}-{hi - 1}) with {sim.extra_training.simulator_params} on top "
-            "(`extra_training`; validation and test seeds are in the first look only)")
-
-
 def _card_sections(cfg: PartnerTrainConfig, res: PartnerTrainResult, metrics: dict, config_path: Path) -> dict:
     sim = cfg.data.simulation
     rows = "\n".join(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
@@ -558,7 +538,7 @@ def _card_sections(cfg: PartnerTrainConfig, res: PartnerTrainResult, metrics: di
         "Training data": (
             f"**Trained on simulation only** (`synapse_bmz.simulate.simulate_sstem_neuropil`): {sim.n_train} "
             f"volumes of shape {sim.shape} at {cfg.data.voxel_size_nm} nm (seeds 0-{sim.n_train - 1}, "
-            f"{sim.simulator_params})" + _extra_text(sim) + " with exact neurons and partners (T-bars, vesicle "
+            f"{sim.simulator_params})" + ExtraTraining.describe(sim.extra_training) + " with exact neurons and partners (T-bars, vesicle "
             "clouds, 2+ post-synaptic partners per T-bar); targets from `synapse_bmz.simulate.partner_targets`. "
             "No real annotated data was used: accuracy on real ssTEM is not measured here and will be lower.\n\n"
             + cfg.data.description + f"\n\nLicence of the data: {cfg.data.licence}."),

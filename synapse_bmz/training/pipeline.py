@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .config import TrainConfig, load_train_config
+from .config import ExtraTraining, TrainConfig, load_train_config
 from .data import SliceDataset
 from .loop import TrainResult, predict_slices, train
 
@@ -110,8 +110,9 @@ def split_description(cfg: TrainConfig) -> str:
     """``"validation: <files>"``, the held-out section range for ``validation_z``, or the held-out seeds."""
     sim = cfg.data.simulation
     if sim is not None:
+        extra = f", {sim.extra_training.seeds[0]}-{sim.extra_training.seeds[1] - 1}" if sim.extra_training else ""
         return (f"validation: simulated {sim.kind} seeds {sim.validation_seeds} "
-                f"(training seeds 0-{sim.n_train - 1}), shape {sim.shape}")
+                f"(training seeds 0-{sim.n_train - 1}{extra}), shape {sim.shape}")
     if cfg.data.validation_z is None:
         return "validation: " + ", ".join(cfg.data.validation)
     a, b = cfg.data.validation_z
@@ -143,7 +144,8 @@ def _card_sections(cfg: TrainConfig, res: TrainResult, metrics: Dict[str, float]
         sim = cfg.data.simulation
         data_text = (f"**Trained on simulation only** (`synapse_bmz.simulate`, kind `{sim.kind}`): "
                      f"{sim.n_train} simulated volumes of shape {sim.shape} at {cfg.data.voxel_size_nm} nm "
-                     f"(seeds 0-{sim.n_train - 1}) with exact labels; targets {sim.targets}. No real "
+                     f"(seeds 0-{sim.n_train - 1})" + ExtraTraining.describe(sim.extra_training) +
+                     f" with exact labels; targets {sim.targets}. No real "
                      "annotated data was used, so accuracy on real tomograms is lower than the held-out "
                      "simulated figures below.\n\n" + data_text)
     return {
