@@ -2,7 +2,10 @@
 
 The one instance F1 of the code base: :func:`instance_scores` for one image,
 :func:`pooled_instance_scores` over several, both through
-:func:`scores_from_counts`.
+:func:`scores_from_counts`. Where the ground truth is objects given by a
+centre and a radius (vesicles annotated as spheres or membrane points, not
+voxel masks), :func:`detection_scores` matches centres instead, through the
+same formula.
 
 CREMI cleft conventions (https://cremi.org, ``cremi.evaluation.Clefts`` of
 cremi_python): cleft volumes are uint64 with background
@@ -142,6 +145,59 @@ def scores_from_counts(tp: int, fp: int, fn: int) -> dict[str, float]:
     recall = tp / (tp + fn) if tp + fn else 1.0 if fp == 0 else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
     return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+
+
+def detection_scores(gt_centres_nm, gt_radii_nm, pred_centres_nm,
+                     max_distance_fraction: float = 1.0) -> dict:
+    """Detection precision, recall and F1 of object centres against annotated spheres.
+
+    A predicted centre may match a ground-truth object when it lies within
+    ``max_distance_fraction`` x that object's radius of its centre; pairs are
+    matched one-to-one (Hungarian, minimising the total distance), and the
+    counts go through :func:`scores_from_counts`.
+
+    Parameters
+    ----------
+    gt_centres_nm : (N, D) array_like
+        Ground-truth centres in nm, axes (z, y, x) or (y, x).
+    gt_radii_nm : (N,) array_like
+        Ground-truth radii in nm (> 0).
+    pred_centres_nm : (M, D) array_like
+        Predicted centres (e.g. centroids of an object table) in nm, same axes.
+    max_distance_fraction : float
+        Largest matching distance as a fraction of the ground-truth radius.
+
+    Returns
+    -------
+    dict
+        ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn``, and
+        ``matches``: list of ``(gt_index, pred_index, distance_nm)``.
+
+    Examples
+    --------
+    >>> s = detection_scores([[0, 0, 0], [0, 0, 100]], [20, 20], [[0, 5, 0], [0, 0, 300]])
+    >>> s["tp"], s["fp"], s["fn"]
+    (1, 1, 1)
+    """
+    gt = np.asarray(gt_centres_nm, dtype=float).reshape(len(gt_radii_nm), -1)
+    radii = np.asarray(gt_radii_nm, dtype=float)
+    pred = np.asarray(pred_centres_nm, dtype=float)
+    pred = pred.reshape(len(pred), gt.shape[1]) if pred.size else np.zeros((0, gt.shape[1]))
+    if np.any(radii <= 0) or not np.all(np.isfinite(radii)):
+        raise ValueError("`gt_radii_nm` must be finite and > 0")
+    if max_distance_fraction <= 0:
+        raise ValueError(f"`max_distance_fraction` must be > 0, got {max_distance_fraction}")
+    matches = []
+    if len(gt) and len(pred):
+        dist = np.linalg.norm(gt[:, None, :] - pred[None, :, :], axis=-1)
+        allowed = dist <= max_distance_fraction * radii[:, None]
+        cost = np.where(allowed, dist, dist.max() * 10 + 1e6)  # never chosen over an allowed pair
+        rows, cols = linear_sum_assignment(cost)
+        matches = [(int(r), int(c), float(dist[r, c])) for r, c in zip(rows, cols) if allowed[r, c]]
+    tp = len(matches)
+    out = scores_from_counts(tp, len(pred) - tp, len(gt) - tp)
+    out["matches"] = matches
+    return out
 
 
 def instance_scores(gt: np.ndarray, pred: np.ndarray, iou_threshold: float = 0.5) -> dict[str, float]:

