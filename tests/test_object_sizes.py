@@ -47,6 +47,10 @@ def test_median_outside_warns_with_the_voxel_size(radius_nm):
     assert "\n" not in msg
     assert f"median equivalent radius {radius_nm:.1f} nm" in msg and "outside 30-500 nm" in msg
     assert "voxel size 1.25,1.25 nm" in msg and "trained at 5,5 nm" in msg and "--voxel-size" in msg
+    # the voxel size that would put the median at sqrt(60 * 250) = 122.5 nm
+    expected = round(1.25 * np.sqrt(60.0 * 250.0) / radius_nm, 2)
+    assert check["suggested_voxel_size_nm"] == [expected, expected]
+    assert f"about {expected:g},{expected:g} nm would put their median mid-range" in msg
 
 
 def test_expected_range_sources_in_order():

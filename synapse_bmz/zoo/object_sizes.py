@@ -114,7 +114,11 @@ def object_size_check(config, table, voxel_size_nm: Sequence[float],
         ``median_radius_nm``; ``expected_radius_nm`` ``[low, high]``;
         ``tolerated_radius_nm``; ``source`` of the range;
         ``voxel_size_nm``; ``training_voxel_size_nm``; ``message``: one line
-        for the user, None when ``status`` is ``"ok"`` or ``"unchecked"``.
+        for the user, None when ``status`` is ``"ok"`` or ``"unchecked"``;
+        with ``"outside"`` also ``suggested_voxel_size_nm``, the voxel size
+        that would put the median at the geometric middle of the range
+        (sizes in nm scale with the voxel size a run is told; a first guess,
+        since the network does not see every scale alike).
 
     Examples
     --------
@@ -148,9 +152,12 @@ def object_size_check(config, table, voxel_size_nm: Sequence[float],
     if lo_ok <= median <= hi_ok:
         out["status"] = "ok"
         return out
-    out.update(status="outside",
+    # sizes in nm scale with the voxel size a run is told: this one puts the median mid-range
+    suggested = [round(v * float(np.sqrt(low * high)) / median, 2) for v in vs]
+    out.update(status="outside", suggested_voxel_size_nm=suggested,
                message=(f"{len(table)} {config.task} objects have median equivalent radius {median:.1f} nm, "
-                        f"outside {lo_ok:g}-{hi_ok:g} nm: {hint}"))
+                        f"outside {lo_ok:g}-{hi_ok:g} nm: {hint}; about {_nm(suggested)} nm would put "
+                        f"their median mid-range"))
     return out
 
 
