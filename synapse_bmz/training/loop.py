@@ -140,7 +140,7 @@ def _batches(train_data: SliceDataset, cfg: TrainConfig, rng, start: int, worker
         t = cfg.train
         while True:
             x, y = sample_batch(train_data, t.patch, t.batch_size, rng, t.reject_empty_probability,
-                                t.degrade_probability)
+                                t.degrade_probability, t.zoom_probability, t.zoom_range)
             yield torch.from_numpy(x), torch.from_numpy(y)
     from .stream import PatchStream
 

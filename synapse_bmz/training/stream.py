@@ -36,5 +36,5 @@ class PatchStream(torch.utils.data.IterableDataset):
         t = self.train
         while True:
             x, y = sample_batch(self.data, t.patch, t.batch_size, rng, t.reject_empty_probability,
-                                t.degrade_probability)
+                                t.degrade_probability, t.zoom_probability, t.zoom_range)
             yield torch.from_numpy(x), torch.from_numpy(y)
