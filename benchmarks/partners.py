@@ -77,9 +77,20 @@ def score_variant(package: Path) -> dict:
 
     # the same test volumes (e.g. a variant with extra_training only) are scored once
     same = test_look(own_cfg) == test_look(shipped_cfg)
-    return {"own_simulation": own,
-            "shipped_simulation": own if same else held_out_scores("polarity", seeds, package=package, config=shipped),
-            "real": real_stack("polarity", package=package)}
+    out = {"own_simulation": own,
+           "shipped_simulation": own if same else held_out_scores("polarity", seeds, package=package, config=shipped),
+           "real": real_stack("polarity", package=package)}
+    # where it was trained is a scratch folder; what reproduces it is its config
+    label = variant_label(package)
+    for part in out.values():
+        part["package"] = label
+    return out
+
+
+def variant_label(package: Path) -> str:
+    """``NAME (benchmarks/configs/NAME.yaml)`` when that config exists, else the folder name."""
+    config = ROOT / "benchmarks" / "configs" / f"{package.name}.yaml"
+    return f"{package.name} ({config.relative_to(ROOT)})" if config.exists() else package.name
 
 
 def held_out_scores(kind: str, seeds, package=None, config=None):
