@@ -46,7 +46,9 @@ tomogram is only reported.
 
 ``--quick`` times one tomogram only and skips packages and cross-domain.
 ``--cross-domain-only`` measures only ``cross_domain`` and replaces that entry
-of the existing ``--out`` file, keeping the others.
+of the existing ``--out`` file, keeping the others; ``--cross-domain-only
+scale`` measures ``scale_robustness`` alone (how a candidate cryo package is
+judged without looking at the real tomogram).
 """
 
 from __future__ import annotations
@@ -277,20 +279,22 @@ def main(argv=None) -> int:
     parser.add_argument("--cross-domain-cryo-package", type=Path, default=None,
                         help="package scored on the real cryo tomogram (default: vesicles_cryo in --packages)")
     parser.add_argument("--cross-domain-only", nargs="?", const="epfl,cryo", default=None, metavar="PARTS",
-                        help="measure only cross_domain (PARTS: epfl, cryo or both, comma-separated; "
-                             "default both) and replace those entries of --out")
+                        help="measure only cross_domain (PARTS, comma-separated: epfl; cryo, the real tomogram "
+                             "and scale_robustness; scale, scale_robustness alone, no real data; default "
+                             "epfl,cryo) and replace those entries of --out")
     args = parser.parse_args(argv)
     if args.cross_domain_only:
         parts = set(args.cross_domain_only.split(","))
-        if not parts <= {"epfl", "cryo"}:
-            parser.error(f"--cross-domain-only: parts are epfl and cryo, got {args.cross_domain_only!r}")
+        if not parts <= {"epfl", "cryo", "scale"}:
+            parser.error(f"--cross-domain-only: parts are epfl, cryo and scale, got {args.cross_domain_only!r}")
         result = json.loads(args.out.read_text()) if args.out.exists() else {}
         result.setdefault("cross_domain", {})
         if "epfl" in parts:
             result["cross_domain"].update(cross_domain(args.cross_domain_package or args.packages / "vesicles_3d"))
+        cryo = args.cross_domain_cryo_package or args.packages / "vesicles_cryo"
         if "cryo" in parts:
-            cryo = args.cross_domain_cryo_package or args.packages / "vesicles_cryo"
             result["cross_domain"]["vesicles_cryo_on_tomo"] = cross_domain_cryo(cryo)
+        if parts & {"cryo", "scale"}:
             result["cross_domain"]["vesicles_cryo_scale_robustness"] = scale_robustness(cryo)
         _write(args.out, result)
         print(json.dumps(result["cross_domain"], indent=2))
