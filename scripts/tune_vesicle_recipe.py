@@ -66,8 +66,10 @@ def main(argv=None) -> int:
     net = load_package_network(package)
     vox = tuple(cfg.data.voxel_size_nm)
     sel = [i for i in TUNING_SECTIONS if i < len(train.raw)]
-    p_train = predict_slices(net.model, [train.raw[i] for i in sel], "cpu", net.model.divisibility)
-    p_val = predict_slices(net.model, val.raw, "cpu", net.model.divisibility)
+    # with the test-time augmentation the package's runs and card use
+    tta = cfg.package.test_time_augmentation
+    p_train = predict_slices(net.model, [train.raw[i] for i in sel], "cpu", net.model.divisibility, tta)
+    p_val = predict_slices(net.model, val.raw, "cpu", net.model.divisibility, tta)
     gt_train = [train.instances[i] for i in sel]
     # the annotation's object sizes (the card cites them): merged clusters show as large radii
     areas = np.concatenate([np.bincount(g.ravel())[1:] for g in gt_train])

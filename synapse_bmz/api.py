@@ -246,7 +246,8 @@ def predict_events(model, image, voxel_size_nm: Optional[Sequence[float]] = None
                    device: Optional[str] = None, batch_size: Optional[int] = None,
                    weight_format: Optional[str] = None, memory_budget_bytes: Optional[float] = None,
                    out=None, out_attrs: Optional[dict] = None, markers=None, resume: bool = False,
-                   executor=None, threads_per_worker: Optional[int] = None):
+                   executor=None, threads_per_worker: Optional[int] = None,
+                   test_time_augmentation: Optional[str] = None):
     """Predict a volume with a model package, block by block, yielding progress.
 
     Parameters
@@ -281,6 +282,10 @@ def predict_events(model, image, voxel_size_nm: Optional[Sequence[float]] = None
         zarr output store.
     threads_per_worker : int, optional
         Torch threads per dask worker.
+    test_time_augmentation : {"none", "flips"}, optional
+        ``flips``: each tile's prediction averaged over its 4 in-plane mirror
+        images (`synapse_bmz.runner.flips`, 4x the compute). Default: the
+        package's ``config.synapse_bmz.test_time_augmentation``.
 
     Yields
     ------
@@ -293,16 +298,19 @@ def predict_events(model, image, voxel_size_nm: Optional[Sequence[float]] = None
         float32 model output on the model grid. Coordinates: ``c`` = channel
         names, spatial axes in nm. ``attrs``: ``voxel_size_nm`` (model grid),
         ``input_voxel_size_nm``, ``scale_factors``, ``model``, ``weights_sha256``,
-        ``weight_format``, ``normalisation``, ``tile_plan``, ``blocks_computed``.
-        Backed by dask over the store when ``out`` is a store.
+        ``weight_format``, ``normalisation``, ``tile_plan``, ``test_time_augmentation``,
+        ``blocks_computed``. Backed by dask over the store when ``out`` is a store.
     """
     from .distributed.executors import SerialExecutor
+    from .runner.flips import checked_tta
     from .runner.predict import PredictJob, batch_groups, make_plan
     from .runner.resample import ResampledView
     from .runner.statistics import volume_statistics
     from .runner.tiling import tile_grid
 
     session = load_session(model, device=device, weight_format=weight_format)
+    tta = session.test_time_augmentation if test_time_augmentation is None else checked_tta(
+        test_time_augmentation, "test_time_augmentation")
     data, vs, name, file_input = _input_and_voxel_size(image, voxel_size_nm)
     _check_dims(data.shape, session, name)
     factors = scale_factors(data.shape, vs, session)
@@ -331,6 +339,7 @@ def predict_events(model, image, voxel_size_nm: Optional[Sequence[float]] = None
         "scale_factors": list(factors),
         "normalisation": {"mean": stats.mean, "std": stats.std, "scope": "whole volume"},
         "tile_plan": asdict(plan),
+        "test_time_augmentation": tta,
         "channels": channels,
     }
     arr = _open_or_create(out, out_shape, chunks, model_vs, axes, {**info, **(out_attrs or {}), "kind": "prediction"},
@@ -345,10 +354,12 @@ def predict_events(model, image, voxel_size_nm: Optional[Sequence[float]] = None
         source = grid_data
     done = markers.done() if (markers is not None and resume) else set()
     groups = batch_groups(grid, plan.batch_size, skip=done)
-    key = "predict-" + _digest(info["rdf"], info["weights_sha256"], name, shape, asdict(plan), stats.mean, stats.std)
+    key = "predict-" + _digest(info["rdf"], info["weights_sha256"], name, shape, asdict(plan), stats.mean, stats.std,
+                                   *(() if tta == "none" else (tta,)))
     job = PredictJob(key=key, model_rdf=str(session.model.rdf_path), device=session.device,
                      weight_format=session.weight_format, stats=stats, plan=plan, shape=shape, source=source,
-                     out=arr, markers=markers, threads=threads_per_worker, session=None if distributed else session)
+                     out=arr, markers=markers, threads=threads_per_worker, session=None if distributed else session,
+                     test_time_augmentation=tta)
     total, finished = len(grid), len(done)
     yield ProgressEvent("predict", finished, total)
     for group, _ in executor.run(job, groups):

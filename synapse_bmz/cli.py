@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-postprocess", action="store_true", help="write the network prediction only")
     r.add_argument("--format", default="tif", choices=["tif", "zarr", "mrc", "h5", "npy"], help="format of the instance labels (prediction is always OME-Zarr)")
     r.add_argument("--weight-format", choices=["torchscript", "pytorch_state_dict", "onnx"], help="force a weight format")
+    r.add_argument("--tta", choices=["none", "flips"],
+                   help="test-time augmentation: flips averages each tile over its 4 in-plane mirror images "
+                        "(4x the compute; default: the package's config.synapse_bmz.test_time_augmentation)")
     r.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--resume", action="store_true",
@@ -185,8 +188,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         raise OptionError("--threads-per-worker", f"{a.threads_per_worker} must be a positive integer")
     opts = RunOptions(tile=a.tile, halo=a.halo, device=a.device, batch_size=a.batch_size,
                       voxel_size_nm=a.voxel_size, postprocess=not a.no_postprocess, label_format=a.format,
-                      weight_format=a.weight_format, overwrite=a.overwrite, progress=not a.quiet,
-                      resume=a.resume, skip_existing=a.skip_existing, cluster=a.cluster,
+                      weight_format=a.weight_format, test_time_augmentation=a.tta,
+                      overwrite=a.overwrite, progress=not a.quiet, resume=a.resume, skip_existing=a.skip_existing, cluster=a.cluster,
                       worker_memory=a.worker_memory, threads_per_worker=a.threads_per_worker,
                       in_memory_voxels=a.max_in_memory_voxels, neurons=a.neurons)
     if a.server:

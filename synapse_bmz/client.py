@@ -308,6 +308,7 @@ def job_options(options) -> Dict[str, Any]:
     out = {"tile": options.tile, "halo": options.halo, "batch_size": options.batch_size,
            "voxel_size_nm": options.voxel_size_nm, "postprocess": options.postprocess,
            "label_format": options.label_format, "weight_format": options.weight_format,
+           "test_time_augmentation": options.test_time_augmentation,
            "recipe_params": dict(options.recipe_params), "max_in_memory_voxels": options.in_memory_voxels}
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items() if v is not None}
 

@@ -15,6 +15,7 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from ..errors import OptionError
+from .flips import flip_averaged
 from .session import ModelSession
 from .statistics import VolumeStats
 from .tiling import TilePlan, plan_tiles, tile_grid
@@ -136,6 +137,8 @@ class PredictJob:
         Torch threads per worker process.
     session : ModelSession or None
         An already loaded session to reuse in this process (not pickled).
+    test_time_augmentation : str
+        ``"none"`` or ``"flips"`` (`synapse_bmz.runner.flips.flip_averaged` around each batch).
     """
 
     key: str
@@ -150,6 +153,7 @@ class PredictJob:
     markers: Any = None
     threads: Optional[int] = None
     session: Optional[ModelSession] = field(default=None, repr=False)
+    test_time_augmentation: str = "none"
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -181,7 +185,7 @@ class PredictJob:
         session, data, grid = state
         blocks = [grid[i] for i in block_ids]
         batch = np.stack([_read_padded(data, b, len(self.plan.tile)) for b in blocks])
-        pred = session.predict(batch)
+        pred = flip_averaged(session.predict, batch, len(self.plan.tile), self.test_time_augmentation)
         for b, p in zip(blocks, pred):
             lead = len(b.write) - len(self.plan.tile)
             self.out[(slice(None),) + b.write] = p[(slice(None),) + b.crop[lead:]].reshape(

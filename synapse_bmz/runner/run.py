@@ -49,6 +49,8 @@ class RunOptions:
     postprocess: bool = True
     label_format: str = "tif"
     weight_format: Optional[str] = None
+    #: ``none`` / ``flips`` (`synapse_bmz.runner.flips`); None: the package's default
+    test_time_augmentation: Optional[str] = None
     overwrite: bool = False
     progress: bool = True
     memory_budget_bytes: Optional[float] = None
@@ -146,6 +148,7 @@ def _fingerprint(model: LoadedModel, input_path: str, options: RunOptions) -> di
         "batch_size": options.batch_size,
         "voxel_size_nm": list(options.voxel_size_nm) if options.voxel_size_nm else None,
         "weight_format": options.weight_format,
+        "test_time_augmentation": options.test_time_augmentation,
         "postprocess": options.postprocess,
         "recipe_params": options.recipe_params,
         "label_format": options.label_format,
@@ -304,7 +307,8 @@ def run_one(session, input_path: str, out_root: Path, options: RunOptions, execu
             out_attrs={"synapse_bmz_version": __version__, "input": input_label,
                        **({"rdf": options.model_label} if options.model_label else {})},
             markers=DoneMarkers(markers_root, "predict"), resume=resumed, executor=executor,
-            threads_per_worker=options.threads_per_worker), progress)
+            threads_per_worker=options.threads_per_worker,
+            test_time_augmentation=options.test_time_augmentation), progress)
         predict_s = time.perf_counter() - t0
         # the store's path names the unfinished folder (renamed when done): the output's own name instead
         provenance = {"synapse_bmz_version": __version__, **{k: v for k, v in pred.attrs.items() if k != "store"},

@@ -178,6 +178,16 @@ class ModelSession:
         return arr
 
     @property
+    def test_time_augmentation(self) -> str:
+        """The package's default test-time augmentation (``config.synapse_bmz``), ``"none"`` without one.
+
+        `predict` itself is always one plain pass; `synapse_bmz.runner.predict.PredictJob`
+        applies the augmentation around it (`synapse_bmz.runner.flips`).
+        """
+        cfg = self.model.config
+        return cfg.test_time_augmentation if cfg is not None else "none"
+
+    @property
     def output_channels(self) -> List[str]:
         from bioimageio.spec.model import v0_5
 

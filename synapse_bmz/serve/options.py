@@ -27,6 +27,8 @@ class JobOptions(BaseModel):
     postprocess: bool = True
     label_format: Literal[LABEL_FORMATS] = "tif"  # the runner's formats, one list
     weight_format: Optional[Literal["torchscript", "pytorch_state_dict", "onnx"]] = None
+    test_time_augmentation: Optional[Literal["none", "flips"]] = Field(
+        None, description="flips: each tile averaged over its 4 in-plane mirror images; default: the package's")
     recipe_params: Dict[str, Any] = Field(default_factory=dict, description="recipe parameters (sizes in nm)")
     max_in_memory_voxels: Optional[int] = Field(None, ge=0)
 
@@ -62,5 +64,6 @@ class JobOptions(BaseModel):
         return RunOptions(tile=self.tile, halo=self.halo, batch_size=self.batch_size,
                           voxel_size_nm=self.voxel_size_nm, postprocess=self.postprocess,
                           label_format=self.label_format, weight_format=self.weight_format,
+                          test_time_augmentation=self.test_time_augmentation,
                           recipe_params=dict(self.recipe_params), in_memory_voxels=self.max_in_memory_voxels,
                           overwrite=True, progress=False, resume=resume)

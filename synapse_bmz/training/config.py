@@ -149,6 +149,8 @@ class PackageConfig(BaseModel):
     min_shape: List[int]
     step: List[int]
     postprocessing: Optional[Dict[str, Any]] = None
+    #: what the runner applies by default and the card is measured with (`synapse_bmz.runner.flips`)
+    test_time_augmentation: Literal["none", "flips"] = "none"
     # the figure the card stands for; default: CREMI score for clefts, instance F1 with a recipe, else Dice
     primary_metric: Optional[Literal["instance_f1", "foreground_dice", "foreground_iou", "cremi_score_nm"]] = None
     tags: Optional[List[str]] = None

@@ -70,20 +70,27 @@ def pad_to_multiple(img: np.ndarray, multiple):
     return np.pad(img, pads, mode=mode), tuple(slice(0, s) for s in img.shape)
 
 
-def predict_slices(model, images, device: str, multiple):
+def predict_slices(model, images, device: str, multiple, tta: str = "none"):
     """Whole-image prediction of normalised 2D images or 3D volumes; returns (C, [Z,] Y, X) arrays.
 
     ``multiple`` is the model's ``divisibility`` (per axis) or one int for 2D.
+    ``tta`` ``"flips"`` averages over the 4 in-plane mirror images, the runner's
+    `synapse_bmz.runner.flips.flip_averaged`.
     """
     import torch
+
+    from ..runner.flips import flip_averaged
+
+    def one_pass(batch):
+        padded, crop = pad_to_multiple(batch[0], multiple)
+        p = model(torch.from_numpy(np.ascontiguousarray(padded)[None, None]).to(device))[0].float().cpu().numpy()
+        return p[(slice(None),) + crop][None]
 
     out = []
     model.eval()
     with torch.no_grad():
         for img in images:
-            padded, crop = pad_to_multiple(img, multiple)
-            p = model(torch.from_numpy(padded[None, None]).to(device))[0].float().cpu().numpy()
-            out.append(p[(slice(None),) + crop])
+            out.append(np.ascontiguousarray(flip_averaged(one_pass, np.asarray(img)[None], img.ndim, tta)[0]))
     return out
 
 

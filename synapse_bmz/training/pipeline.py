@@ -102,7 +102,7 @@ def evaluate_predictions(preds, val: SliceDataset, cfg: TrainConfig) -> Dict[str
 
 def evaluate_slices(model, val: SliceDataset, cfg: TrainConfig, device: str = "cpu") -> Dict[str, float]:
     """Predict the validation images or volumes whole and score them (`evaluate_predictions`)."""
-    preds = predict_slices(model, val.raw, device, model.divisibility)
+    preds = predict_slices(model, val.raw, device, model.divisibility, cfg.package.test_time_augmentation)
     return evaluate_predictions(preds, val, cfg)
 
 
@@ -210,7 +210,7 @@ def train_and_package(config_path: Path, *, out_dir: Optional[Path] = None, work
     pp = cfg.package.postprocessing
     pkg_cfg = SynapseBmzConfig(
         task=cfg.package.task, channels=cfg.package.channels, voxel_size_nm=cfg.data.voxel_size_nm,
-        halo=cfg.package.halo, postprocessing=pp,
+        halo=cfg.package.halo, postprocessing=pp, test_time_augmentation=cfg.package.test_time_augmentation,
         accuracy={**{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
                   "split": split_description(cfg), "primary_metric": primary_metric(cfg)},
     )

@@ -65,6 +65,11 @@ class SynapseBmzConfig(BaseModel):
         the runner says when the objects it finds are far outside it (a
         wrong voxel size, `synapse_bmz.zoo.object_sizes`). Optional: without
         it the recipe's or the task's default applies.
+    test_time_augmentation : {"none", "flips"}
+        What the runner applies by default (`synapse_bmz.runner.flips`):
+        ``flips`` averages each tile's prediction over its 4 in-plane mirror
+        images. The card's figures are measured with it; other consumers of
+        the weights (bioimageio.core, ilastik, deepImageJ) run one plain pass.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -78,6 +83,7 @@ class SynapseBmzConfig(BaseModel):
     activation_bytes_per_voxel: Optional[float] = None
     accuracy: Dict[str, Any] = Field(default_factory=dict)
     object_radius_nm: Optional[List[float]] = None
+    test_time_augmentation: Literal["none", "flips"] = "none"
 
     @field_validator("object_radius_nm")
     @classmethod
