@@ -95,6 +95,8 @@ def test_sync_profile_takes_everything_but_model_and_train_from_train_yaml(tmp_p
     assert prof["model"]["base_channels"] == 32 and prof["train"]["batch_size"] == 16  # the profile's own
     assert prof["train"]["foreground_weight"] == 1.0 and prof["package"]["postprocessing"]["params"] == {"min_size": 3}
     assert (folder / gpu.PROFILE).read_text().startswith("# GPU profile of mitochondria_2d")
+    # train.yaml's header is its CPU warm-start chain: not copied into the profile, which trains afresh
+    assert "--init-weights" in text.split("seed:")[0] and "--init-weights" not in (folder / gpu.PROFILE).read_text()
     assert not gpu.sync_profile(folder)  # in step: unchanged
 
 

@@ -154,14 +154,17 @@ def _blocks(text: str) -> Dict[str, str]:
 def sync_profile(folder: Path) -> bool:
     """Rewrite ``train_gpu.yaml`` so that everything but its ``model`` and ``train`` sections
     (and its own leading comments) is ``train.yaml``'s, in train.yaml's order and comments.
-    Returns True when the file changed."""
+    Of train.yaml's leading comments the description is copied, not its ``# Reproduce`` line,
+    and nothing when they give a warm-start chain (``--init-weights``): that says how the CPU
+    weights were made, which is not what the profile trains. Returns True when the file changed."""
     folder = Path(folder)
     base = _blocks((folder / "train.yaml").read_text())
     prof_text = (folder / PROFILE).read_text()
     prof = _blocks(prof_text)
     head = "".join(line for line in prof[""].splitlines(keepends=True) if line.startswith("# GPU profile")
                    or line.startswith("# a larger") or line.startswith("# (python") or line.startswith("# Sizing"))
-    base_head = "".join(line for line in base[""].splitlines(keepends=True) if not line.startswith("# Reproduce"))
+    base_head = "" if "--init-weights" in base[""] else "".join(
+        line for line in base[""].splitlines(keepends=True) if not line.startswith("# Reproduce"))
     body = "".join(prof[k] if k in PROFILE_SECTIONS and k in prof else v for k, v in base.items() if k)
     text = head + base_head + body
     if text == prof_text:
