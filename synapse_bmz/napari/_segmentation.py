@@ -56,7 +56,8 @@ def card_summary(source: str) -> str:
     else:
         recipe = cfg.postprocessing.recipe if cfg.postprocessing else "none"
         lines.append(f"task {cfg.task}; channels {', '.join(cfg.channels)}; "
-                     f"trained at {' x '.join(f'{v:g}' for v in cfg.voxel_size_nm)} nm; recipe {recipe}")
+                     f"trained at {' x '.join(f'{v:g}' for v in cfg.voxel_size_nm)} nm; recipe {recipe}"
+                     + ("; test-time flips (4 passes per tile)" if cfg.test_time_augmentation == "flips" else ""))
         acc = dict(cfg.accuracy)
         primary = acc.get("primary_metric")
         shown = [primary] if primary in acc else [k for k, v in acc.items() if isinstance(v, (int, float))][:2]
