@@ -99,8 +99,18 @@ def reference_segment_vesicles(foreground, boundary, seed_voxels=SEED_VOXELS, mi
 #: the vesicles_2d recipe at 5 nm pixels: the package's parameters (model_packages/vesicles_2d/rdf.yaml) and
 #: the mode's default seeding (maxima within half the vesicle radius, seed threshold 0.5)
 PD_VOXEL_NM = 5.0
-PD_PARAMS = {"mode": "predicted_distance", "vesicle_radius_nm": 30.0, "mask_threshold": 0.5,
-             "seed_threshold": 0.2, "seed_separation_nm": 0.0, "min_radius_nm": 8.0}
+
+
+def _package_params() -> dict:
+    """The shipped vesicles_2d recipe parameters, read from its RDF so the benchmark cannot drift from it."""
+    import yaml
+
+    rdf = Path(__file__).resolve().parents[1] / "model_packages" / "vesicles_2d" / "rdf.yaml"
+    params = yaml.safe_load(rdf.read_text())["config"]["synapse_bmz"]["postprocessing"]["params"]
+    return {k: float(v) if isinstance(v, (int, float)) else v for k, v in params.items()}
+
+
+PD_PARAMS = _package_params()
 PD_MAXIMA_PARAMS = {**PD_PARAMS, "seed_threshold": 0.5, "seed_separation_nm": 15.0}
 
 
