@@ -109,6 +109,11 @@ def test_models_table_lists_shipped_packages(capsys):
     assert "name" in out and "voxel_size_nm" in out
     for name in available_packages():
         assert name in out
+    # the default test-time augmentation per package; a feature extractor's 192 channels stay one short cell
+    row = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert " flips " in row["vesicles_2d"] and " none " in row["synapse_cleft"]
+    assert "feature_000 ... feature_191 (192 channels)" in row["vgg3d_features"]
+    assert max(len(line) for line in out.splitlines()) < 200
 
 
 def test_simulate_command_writes_volumes_with_voxel_size(tmp_path, capsys):

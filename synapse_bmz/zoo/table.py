@@ -9,7 +9,8 @@ from ..errors import ModelError
 
 
 def model_summary(name: str, rdf) -> dict:
-    """A package in JSON terms: name, task, axes, voxel size (nm, list), weight formats, channels.
+    """A package in JSON terms: name, task, axes, voxel size (nm, list), weight formats, channels,
+    default test-time augmentation.
 
     An invalid package gets ``task: "INVALID"`` and the one-line reason in ``error``.
     """
@@ -19,7 +20,7 @@ def model_summary(name: str, rdf) -> dict:
         m = load_model(rdf)
     except ModelError as e:
         return {"name": name, "task": "INVALID", "axes": "", "voxel_size_nm": None, "weight_formats": [],
-                "channels": [], "error": str(e)}
+                "channels": [], "test_time_augmentation": None, "error": str(e)}
     cfg = m.config
     return {
         "name": name,
@@ -28,8 +29,16 @@ def model_summary(name: str, rdf) -> dict:
         "voxel_size_nm": [float(v) for v in cfg.voxel_size_nm] if cfg else None,
         "weight_formats": sorted(m.weights_sha256),
         "channels": list(cfg.channels) if cfg else [],
+        "test_time_augmentation": cfg.test_time_augmentation if cfg else "none",
         "error": None,
     }
+
+
+def _channels_text(channels: List[str], shown: int = 6) -> str:
+    """The channel names, or for many (a feature extractor's) the first and last with the count."""
+    if len(channels) <= shown:
+        return ", ".join(channels)
+    return f"{channels[0]} ... {channels[-1]} ({len(channels)} channels)"
 
 
 def models_rows(packages: Optional[Dict[str, Path]] = None) -> List[dict]:
@@ -44,7 +53,8 @@ def models_rows(packages: Optional[Dict[str, Path]] = None) -> List[dict]:
             "voxel_size_nm": " x ".join(f"{v:g}" for v in s["voxel_size_nm"]) if s["voxel_size_nm"] else
             ("" if s["error"] else "?"),
             "weights": ", ".join(s["weight_formats"]),
-            "channels": s["error"][:60] if s["error"] else ", ".join(s["channels"]),
+            "tta": s["test_time_augmentation"] or "",
+            "channels": s["error"][:60] if s["error"] else _channels_text(s["channels"]),
         })
     return rows
 
@@ -52,7 +62,7 @@ def models_rows(packages: Optional[Dict[str, Path]] = None) -> List[dict]:
 def models_table() -> str:
     """Plain-text table of `models_rows` (fixed-width columns)."""
     rows = models_rows()
-    cols = ["name", "task", "axes", "voxel_size_nm", "weights", "channels"]
+    cols = ["name", "task", "axes", "voxel_size_nm", "weights", "tta", "channels"]
     if not rows:
         from .registry import model_dirs
 
