@@ -354,8 +354,9 @@ def predict_events(model, image, voxel_size_nm: Optional[Sequence[float]] = None
         source = grid_data
     done = markers.done() if (markers is not None and resume) else set()
     groups = batch_groups(grid, plan.batch_size, skip=done)
+    # a plain pass keeps the key it had before test-time augmentation existed (stores resume across versions)
     key = "predict-" + _digest(info["rdf"], info["weights_sha256"], name, shape, asdict(plan), stats.mean, stats.std,
-                                   *(() if tta == "none" else (tta,)))
+                               *(() if tta == "none" else (tta,)))
     job = PredictJob(key=key, model_rdf=str(session.model.rdf_path), device=session.device,
                      weight_format=session.weight_format, stats=stats, plan=plan, shape=shape, source=source,
                      out=arr, markers=markers, threads=threads_per_worker, session=None if distributed else session,

@@ -27,6 +27,8 @@ def _ints(text: str) -> List[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .zoo.config import TTA_MODES
+
     p = argparse.ArgumentParser(prog="synapse-bmz", description="Synapse segmentation and analysis for EM with bioimage.io model packages.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command")
@@ -45,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-postprocess", action="store_true", help="write the network prediction only")
     r.add_argument("--format", default="tif", choices=["tif", "zarr", "mrc", "h5", "npy"], help="format of the instance labels (prediction is always OME-Zarr)")
     r.add_argument("--weight-format", choices=["torchscript", "pytorch_state_dict", "onnx"], help="force a weight format")
-    r.add_argument("--tta", choices=["none", "flips"],
+    r.add_argument("--tta", choices=TTA_MODES,
                    help="test-time augmentation: flips averages each tile over its 4 in-plane mirror images "
                         "(4x the compute; default: the package's config.synapse_bmz.test_time_augmentation)")
     r.add_argument("--overwrite", action="store_true", help="replace existing outputs")

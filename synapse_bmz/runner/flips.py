@@ -16,9 +16,7 @@ from typing import Callable, List, Tuple
 import numpy as np
 
 from ..errors import OptionError
-
-#: ``none``: one pass; ``flips``: the mean over the 4 in-plane mirror images
-TTA_MODES = ("none", "flips")
+from ..zoo.config import TTA_MODES
 
 
 def checked_tta(mode: str, option: str = "--tta") -> str:

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..runner.run import LABEL_FORMATS, RunOptions
+from ..zoo.config import TTA_MODES
 
 
 class JobOptions(BaseModel):
@@ -27,7 +28,7 @@ class JobOptions(BaseModel):
     postprocess: bool = True
     label_format: Literal[LABEL_FORMATS] = "tif"  # the runner's formats, one list
     weight_format: Optional[Literal["torchscript", "pytorch_state_dict", "onnx"]] = None
-    test_time_augmentation: Optional[Literal["none", "flips"]] = Field(
+    test_time_augmentation: Optional[Literal[TTA_MODES]] = Field(
         None, description="flips: each tile averaged over its 4 in-plane mirror images; default: the package's")
     recipe_params: Dict[str, Any] = Field(default_factory=dict, description="recipe parameters (sizes in nm)")
     max_in_memory_voxels: Optional[int] = Field(None, ge=0)

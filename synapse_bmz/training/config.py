@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 from ..errors import InputError
+from ..zoo.config import TTA_MODES
 
 
 class ExtraTraining(BaseModel):
@@ -150,7 +151,7 @@ class PackageConfig(BaseModel):
     step: List[int]
     postprocessing: Optional[Dict[str, Any]] = None
     #: what the runner applies by default and the card is measured with (`synapse_bmz.runner.flips`)
-    test_time_augmentation: Literal["none", "flips"] = "none"
+    test_time_augmentation: Literal[TTA_MODES] = "none"
     # the figure the card stands for; default: CREMI score for clefts, instance F1 with a recipe, else Dice
     primary_metric: Optional[Literal["instance_f1", "foreground_dice", "foreground_iou", "cremi_score_nm"]] = None
     tags: Optional[List[str]] = None

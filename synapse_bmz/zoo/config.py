@@ -20,6 +20,10 @@ Task = Literal[
 ]
 
 
+#: ``none``: one pass; ``flips``: the mean over the 4 in-plane mirror images (`synapse_bmz.runner.flips`)
+TTA_MODES = ("none", "flips")
+
+
 class PostprocessingSpec(BaseModel):
     """Which `postprocessing` recipe turns the outputs into instances, with its parameters.
 
@@ -83,7 +87,7 @@ class SynapseBmzConfig(BaseModel):
     activation_bytes_per_voxel: Optional[float] = None
     accuracy: Dict[str, Any] = Field(default_factory=dict)
     object_radius_nm: Optional[List[float]] = None
-    test_time_augmentation: Literal["none", "flips"] = "none"
+    test_time_augmentation: Literal[TTA_MODES] = "none"
 
     @field_validator("object_radius_nm")
     @classmethod
