@@ -6,8 +6,8 @@ from typing import Sequence
 
 import edt
 import numpy as np
-from scipy import ndimage
 
+from ._labels import face_components
 from ._watershed import seeded_watershed
 
 __all__ = ["interior_and_mask", "distance_seeded_instances"]
@@ -65,5 +65,5 @@ def distance_seeded_instances(
     # Squared distances keep the watershed order and avoid a sqrt pass.
     binary = np.ascontiguousarray(inside, dtype=bool).view(np.uint8)  # no copy for edt
     distance_sq = edt.edtsq(binary, anisotropy=tuple(voxel_size_nm), black_border=False, parallel=n_threads)
-    seeds, _ = ndimage.label(distance_sq > np.float32(seed_distance_nm) ** 2)
+    seeds, _ = face_components(distance_sq > np.float32(seed_distance_nm) ** 2)
     return seeded_watershed(distance_sq, seeds, mask, invert=True, min_size=min_size, n_threads=n_threads)

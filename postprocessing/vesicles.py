@@ -33,6 +33,7 @@ from typing import Literal, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ._labels import face_components
 from ._units import as_voxel_size, ball_size_voxels, check_same_shape
 from ._seeded import distance_seeded_instances, interior_and_mask
 from ._watershed import seeded_watershed
@@ -86,12 +87,12 @@ def distance_maxima_seeds(distance: np.ndarray, mask: np.ndarray, voxel_size_nm:
     distance = np.asarray(distance)
     peaks = mask & (distance > threshold)
     if separation_nm <= 0:
-        return ndimage.label(peaks)[0]
+        return face_components(peaks)[0]
     # box neighbourhoods: scipy runs them as separable 1D filters
     peaks &= distance >= ndimage.maximum_filter(distance, size=_box_size(separation_nm, voxel_size_nm), mode="nearest")
     # equal maxima (plateaus, ties on a ridge) within separation_nm of each other become one seed
     grown = ndimage.maximum_filter(peaks.view(np.uint8), size=_box_size(separation_nm / 2, voxel_size_nm))
-    return np.where(peaks, ndimage.label(grown)[0], 0)
+    return np.where(peaks, face_components(grown)[0], 0)
 
 
 def segment_vesicles(
@@ -209,5 +210,5 @@ def segment_vesicles(
     )
     if mode == "distance":
         return distance_seeded_instances(inside, mask, voxel, seed_distance_nm, min_size, n_threads)
-    seeds, _ = ndimage.label(inside)
+    seeds, _ = face_components(inside)
     return seeded_watershed(np.asarray(boundary), seeds, mask, min_size=min_size)

@@ -300,6 +300,72 @@ def test_seeded_watershed_marker_ties_flood_alone():
     assert np.array_equal(seeded_watershed(image, seeds, mask, n_threads=2), expected)
 
 
+@pytest.mark.parametrize("canvas_voxels", [1 << 8, 1 << 21])
+def test_seeded_watershed_two_phase_flooding_equals_flooding_each_alone(monkeypatch, canvas_voxels):
+    """Seeds that are the components of ``distance > threshold``, flooding ``-distance`` (the vesicle and
+    mitochondria recipes): every marker lies below every other voxel, so the markers' first phase is
+    computed directly and only the rest is flooded. Components whose first-phase voxels tie fall back to
+    the plain flood. Both equal one skimage call per component, voxel for voxel."""
+    import postprocessing._watershed as module
+
+    monkeypatch.setattr(module, "CANVAS_VOXELS", canvas_voxels)
+    calls = []
+    first_labels = module._first_labels
+
+    def spy(markers, image, free):
+        first = first_labels(markers, image, free)
+        calls.append(int((first > 0).sum()))
+        return first
+
+    monkeypatch.setattr(module, "_first_labels", spy)
+    rng = np.random.default_rng(7)
+    mask, _ = _disk_clusters(rng)
+    distance = ndimage.gaussian_filter(ndimage.distance_transform_edt(mask), 1.0)
+    distance += rng.normal(0, 0.01, mask.shape)  # no ties ...
+    right = (np.arange(mask.shape[1]) >= 160) & (distance <= 2.0)
+    distance[right] = np.round(distance[right], 1)  # ... except below the seeds on the right: the first phase ties
+    seeds = ndimage.label(mask & (distance > 2.0))[0]
+    components, n = ndimage.label(mask)
+    per_component = np.bincount(np.unique(np.stack([components[seeds > 0], seeds[seeds > 0]]), axis=1)[0])
+    assert (per_component >= 2).sum() >= 5
+    expected = _flood_each_component_alone(-distance, seeds, mask)
+    ours = seeded_watershed(distance, seeds, mask, invert=True)
+    assert np.array_equal(ours, expected)
+    assert same_partition(ours, watershed(-distance, seeds, mask=mask))
+    assert calls and sum(calls) > 0  # the two-phase path ran
+    # a height map that is not split by its markers takes the plain path, with the same result
+    calls.clear()
+    noisy = -distance + rng.normal(0, 1.0, mask.shape)
+    assert np.array_equal(seeded_watershed(noisy, seeds, mask), _flood_each_component_alone(noisy, seeds, mask))
+
+
+def test_seeded_watershed_two_phase_falls_back_when_the_first_phase_ties():
+    """Marker 2 (at -2.0) labels its neighbour before marker 1 (at -1.5) labels its own, so the middle of the
+    plateau goes to 2; flooding from the two first-phase voxels, which tie, would give it to 1."""
+    image = np.array([[-1.5, 0.0, 0.0, 0.0, -2.0]])
+    seeds = np.array([[1, 0, 0, 0, 2]])
+    mask = np.ones(seeds.shape, bool)
+    assert watershed(image, seeds, mask=mask).tolist() == [[1, 1, 2, 2, 2]]
+    assert watershed(image, np.array([[0, 1, 0, 2, 0]]), mask=mask).tolist() == [[1, 1, 1, 2, 2]]
+    assert seeded_watershed(image, seeds, mask).tolist() == [[1, 1, 2, 2, 2]]
+
+
+@pytest.mark.parametrize("shape", [(40, 60), (12, 30, 40), (50,)])
+def test_face_components_number_as_scipy(shape):
+    """cc3d's labels equal scipy.ndimage.label's, numbering included, for C, Fortran and strided inputs."""
+    from postprocessing._labels import face_components
+
+    rng = np.random.default_rng(len(shape))
+    mask = ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.5
+    expected, n = ndimage.label(mask)
+    assert n >= 3
+    for variant in (mask, np.asfortranarray(mask), mask.astype(np.uint8)):
+        labels, count = face_components(variant)
+        assert labels.dtype == np.uint32 and count == n and np.array_equal(labels, expected)
+    strided = mask[..., ::2]
+    assert np.array_equal(face_components(strided)[0], ndimage.label(strided)[0])
+
+
 def test_ties_finds_equal_values_within_components_only():
     import postprocessing._watershed as module
 
