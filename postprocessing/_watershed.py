@@ -43,7 +43,7 @@ the flooded map (distance seeds), so all of a component's markers are
 popped before any other voxel, and each voxel next to a marker takes the
 label of its lowest neighbouring marker (`_first_labels`). That phase is
 computed directly; skimage then floods from those voxels with the markers
-out of the mask, a heap a third of the size on touching vesicles. Where
+out of the mask, a smaller heap. Where
 two first-phase voxels of a component tie, their entry times would
 decide, and the component is flooded in one phase (tested).
 """
@@ -326,7 +326,6 @@ def _flood_components(image, seeds, comp, ids, voxels, local, voxel_seed, invert
         if ndim > 1:
             power = 1 << np.ceil(np.log2(extent[1:])).astype(np.int64)
             width[1:] = np.where(3 * power >= 4 * extent[1:], 3 * power // 4, power)
-            width[1:] = np.maximum(width[1:], 1)
         group = np.unique(width[1:].T, axis=0, return_inverse=True)[1].reshape(-1)
         order = np.lexsort((batched_ids, group))
         shift = np.zeros(n, dtype=np.int64)
@@ -369,7 +368,7 @@ def _flood_components(image, seeds, comp, ids, voxels, local, voxel_seed, invert
 
         def flood_canvas(start, canvas_shape):
             stop = start + int(np.prod(canvas_shape))
-            markers = canvas_seeds[start:stop].reshape(canvas_shape)
+            original = markers = canvas_seeds[start:stop].reshape(canvas_shape)
             mask = canvas_mask[start:stop].reshape(canvas_shape)
             image_ = canvas_image[start:stop].reshape(canvas_shape)
             component = canvas_local[start:stop].reshape(canvas_shape)
@@ -379,16 +378,16 @@ def _flood_components(image, seeds, comp, ids, voxels, local, voxel_seed, invert
             if split.any():
                 first = _first_labels(markers, image_, split & (markers == 0))
                 frontier = first > 0
+                # float32 keys: a float64 map may show false ties, which only cost the one-phase flood
                 tied = _ties(image_[frontier].astype(np.float32), component[frontier], n)
                 keep[split] = ~tied[component[split]]
                 # the first phase's result becomes the markers; the original markers leave the mask
                 markers = np.where(keep, first, markers)
-                mask = mask & ~(keep & (canvas_seeds[start:stop].reshape(canvas_shape) != 0))
+                mask = mask & ~(keep & (original != 0))
             interior = _interior_markers(markers, mask)
             flooded = watershed(image_, markers=markers, mask=mask & ~interior)
             labels = np.where(interior, markers, flooded)
             if keep.any():
-                original = canvas_seeds[start:stop].reshape(canvas_shape)
                 labels = np.where(keep & (original != 0), original, labels)
             canvas_labels[start:stop] = labels.reshape(-1)
 
