@@ -22,6 +22,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from tune_vesicle_recipe import recipe_report, report_line  # noqa: E402  (one report format for both recipes)
 
 GRID = {"seed_distance_nm": [9.0, 15.0, 25.0, 40.0],
         "min_volume_nm3": [0.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0]}
@@ -29,17 +32,7 @@ TUNING_SECTIONS = (0, 5, 10, 15, 20)  # indices into the training split (0000, 0
 
 
 def _report(preds, instances, voxel_size_nm, params) -> dict:
-    from analysis.evaluation import pooled_instance_report
-    from postprocessing.recipes import apply_recipe
-
-    return pooled_instance_report((gt, apply_recipe("mitochondria", p, voxel_size_nm, params))
-                                  for p, gt in zip(preds, instances))
-
-
-def _line(r: dict) -> str:
-    return (f"F1 {r[0.3]['f1']:.3f} / {r[0.5]['f1']:.3f} / {r[0.7]['f1']:.3f} at IoU 0.3/0.5/0.7, "
-            f"P {r[0.5]['precision']:.3f} R {r[0.5]['recall']:.3f}, merges {r['merges']} ({r['merged_gt']} objects), "
-            f"splits {r['splits']} (into {r['split_pred']})")
+    return recipe_report(preds, instances, voxel_size_nm, params, "mitochondria")
 
 
 def main(argv=None) -> int:
@@ -81,14 +74,14 @@ def main(argv=None) -> int:
         print(f"  training F1 {f1:.3f}: {params}")
     best = scored[0][1]
     print(f"best on training sections {[train.names[i] for i in sel]}: {best}")
-    print(f"  training: {_line(_report(p_train, gt_train, vox, best))}")
+    print(f"  training: {report_line(_report(p_train, gt_train, vox, best))}")
     rdf = yaml.safe_load((package / "rdf.yaml").read_text())
     own = rdf["config"]["synapse_bmz"]["postprocessing"]["params"]
-    print(f"  training with the package's recipe {own}: {_line(_report(p_train, gt_train, vox, own))}")
+    print(f"  training with the package's recipe {own}: {report_line(_report(p_train, gt_train, vox, own))}")
     if a.held_out:
         p_val = predict_slices(net.model, val.raw, "cpu", net.model.divisibility, tta)
-        print(f"held-out {val.names} with {best}: {_line(_report(p_val, val.instances, vox, best))}")
-        print(f"held-out with the package's recipe {own}: {_line(_report(p_val, val.instances, vox, own))}")
+        print(f"held-out {val.names} with {best}: {report_line(_report(p_val, val.instances, vox, best))}")
+        print(f"held-out with the package's recipe {own}: {report_line(_report(p_val, val.instances, vox, own))}")
     return 0
 
 

@@ -38,20 +38,28 @@ def pooled_f1(preds, instances, voxel_size_nm, **params):
     return pooled_instance_scores(_pairs(preds, instances, voxel_size_nm, params), 0.5)["f1"]
 
 
-def _pairs(preds, instances, voxel_size_nm, params):
+def _pairs(preds, instances, voxel_size_nm, params, recipe="vesicles"):
     from postprocessing.recipes import apply_recipe
 
-    return ((gt, apply_recipe("vesicles", p, voxel_size_nm, params)) for p, gt in zip(preds, instances))
+    return ((gt, apply_recipe(recipe, p, voxel_size_nm, params)) for p, gt in zip(preds, instances))
 
 
-def _report(preds, instances, voxel_size_nm, params) -> str:
-    """F1 at IoU 0.3 / 0.5 / 0.7, precision/recall at 0.5, merges and splits (`pooled_instance_report`)."""
+def recipe_report(preds, instances, voxel_size_nm, params, recipe="vesicles") -> dict:
+    """`analysis.evaluation.pooled_instance_report` of ``recipe`` with ``params`` on predicted sections."""
     from analysis.evaluation import pooled_instance_report
 
-    r = pooled_instance_report(_pairs(preds, instances, voxel_size_nm, params))
+    return pooled_instance_report(_pairs(preds, instances, voxel_size_nm, params, recipe))
+
+
+def report_line(r: dict) -> str:
+    """F1 at IoU 0.3 / 0.5 / 0.7, precision/recall at 0.5, merges and splits of a :func:`recipe_report`."""
     return (f"F1 {r[0.3]['f1']:.3f} / {r[0.5]['f1']:.3f} / {r[0.7]['f1']:.3f} at IoU 0.3/0.5/0.7, "
             f"P {r[0.5]['precision']:.3f} R {r[0.5]['recall']:.3f}, merges {r['merges']} ({r['merged_gt']} objects), "
             f"splits {r['splits']} (into {r['split_pred']})")
+
+
+def _report(preds, instances, voxel_size_nm, params) -> str:
+    return report_line(recipe_report(preds, instances, voxel_size_nm, params))
 
 
 def main(argv=None) -> int:
