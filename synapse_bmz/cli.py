@@ -360,6 +360,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_evaluate_partners(a)
     except (Cancelled, KeyboardInterrupt) as e:
         why = str(e) if isinstance(e, Cancelled) else "SIGINT"
+        from .io.zarr_io import settle_pending_writes
+
+        settle_pending_writes()  # else asyncio reports zarr writes destroyed mid-flight after our one line
         hint = "; finished blocks are kept: run the same command with --resume to continue" if a.command == "run" else ""
         print(f"synapse-bmz: stopped by {why}{hint}", file=sys.stderr)
         return 143 if why == "SIGTERM" else 130

@@ -263,3 +263,55 @@ def write_zarr(
     axes = "zyx"[-data.ndim :]
     array = create_zarr_output(tmp, data.shape, data.dtype, None, voxel_size_nm, axes=axes, attrs=metadata)
     array[...] = data
+
+
+def settle_pending_writes(timeout_s: float = 10.0) -> int:
+    """Let zarr's IO thread finish the writes an interrupted call left behind.
+
+    zarr 3 runs every read and write as coroutines on one background event
+    loop; the calling thread only waits for them. A signal that interrupts
+    that wait (SIGTERM, Ctrl-C) abandons the coroutines mid-write, and at
+    interpreter exit zarr stops the loop under them: each one is then
+    destroyed pending (asyncio logs "Task was destroyed but it is pending!"
+    on stderr, after our one-line message) and its chunk may be half-written.
+    Call this on the way out of an interrupted process: writes still running
+    get ``timeout_s`` seconds to finish, the rest are cancelled and awaited,
+    so the loop is idle when zarr closes it. Block done markers are written
+    after their data, so a chunk written here is simply recomputed on resume.
+
+    Parameters
+    ----------
+    timeout_s : float
+        Seconds to wait for running writes before cancelling them.
+
+    Returns
+    -------
+    int
+        How many pending zarr tasks there were (0 when zarr's loop never started).
+    """
+    import asyncio
+
+    try:
+        from zarr.core import sync as zarr_sync
+
+        loop = zarr_sync.loop[0]
+    except (ImportError, AttributeError, IndexError):  # another zarr layout: nothing we can settle
+        return 0
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return 0
+
+    async def _settle() -> int:
+        me = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        if pending:
+            _, unfinished = await asyncio.wait(pending, timeout=timeout_s)
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished, timeout=timeout_s)
+        return len(pending)
+
+    try:
+        return asyncio.run_coroutine_threadsafe(_settle(), loop).result(timeout=2 * timeout_s + 1)
+    except Exception:  # the process is exiting anyway; never turn a clean stop into a traceback
+        return 0

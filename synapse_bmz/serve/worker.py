@@ -200,6 +200,9 @@ def serve_forever(state_dir: Path, models_dir: Path, device: Optional[str], cach
                     return 0
     except (Cancelled, KeyboardInterrupt):
         # a job interrupted here stays 'running' with this pid; the server requeues it to resume
+        from ..io.zarr_io import settle_pending_writes
+
+        settle_pending_writes()
         return 0
     finally:
         store.close()
