@@ -75,19 +75,6 @@ def regressed(value: float, card: float, metric: str) -> bool:
     return not value >= card - TOLERANCE
 
 
-def _measured_elsewhere(config) -> str:
-    """Why a package's card figure comes from another benchmark ('' for the U-Net packages)."""
-    import yaml
-
-    from synapse_bmz.training.partners import is_partner_config
-
-    if is_partner_config(config):
-        return "partner F-score: measured by benchmarks/partners.py (benchmarks/results/partners.json)"
-    if (yaml.safe_load(Path(config).read_text()) or {}).get("model") == "vgg3d":
-        return "feature extractor: measured by benchmarks/clustering.py (benchmarks/results/clustering.json)"
-    return ""
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="first validation image / a crop only; never fails")
@@ -100,7 +87,7 @@ def main(argv=None) -> int:
 
     from synapse_bmz.errors import SynapseBmzError
     from synapse_bmz.io.atomic import write_atomic
-    from synapse_bmz.training.evaluate import evaluate_on_split
+    from synapse_bmz.training.evaluate import evaluate_on_split, measured_elsewhere
     from synapse_bmz.zoo.registry import load_model
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -110,7 +97,7 @@ def main(argv=None) -> int:
             results[folder.name] = {"skipped": "no rdf.yaml (not trained yet)" if (folder / "train.yaml").exists()
                                     else "no train.yaml"}
             continue
-        other = _measured_elsewhere(folder / "train.yaml")
+        other = measured_elsewhere(folder / "train.yaml")
         if other:
             results[folder.name] = {"skipped": other}
             continue

@@ -82,8 +82,11 @@ CRYO_POINT_SCALE = 4.0
 def simulation_packages(root: Path):
     """Package folders whose train.yaml trains on simulated data, with the parsed config."""
     from synapse_bmz.training.config import load_train_config
+    from synapse_bmz.training.evaluate import measured_elsewhere
 
     for folder in sorted(d for d in root.iterdir() if (d / "train.yaml").exists()):
+        if measured_elsewhere(folder / "train.yaml"):  # partner packages: benchmarks/partners.py
+            continue
         cfg = load_train_config(folder / "train.yaml")
         if cfg.data.simulation is not None:
             yield folder, cfg
@@ -282,7 +285,16 @@ def main(argv=None) -> int:
                         help="measure only cross_domain (PARTS, comma-separated: epfl; cryo, the real tomogram "
                              "and scale_robustness; scale, scale_robustness alone, no real data; default "
                              "epfl,cryo) and replace those entries of --out")
+    parser.add_argument("--packages-only", action="store_true",
+                        help="re-score only the simulation-trained packages (after retraining one) and replace "
+                             "the packages entry of --out")
     args = parser.parse_args(argv)
+    if args.packages_only:
+        result = json.loads(args.out.read_text()) if args.out.exists() else {}
+        result["packages"] = score_packages(args.packages)
+        _write(args.out, result)
+        print(json.dumps(result["packages"], indent=2))
+        return 0
     if args.cross_domain_only:
         parts = set(args.cross_domain_only.split(","))
         if not parts <= {"epfl", "cryo", "scale"}:

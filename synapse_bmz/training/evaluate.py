@@ -112,6 +112,24 @@ def evaluate_package_dice(package, raw_volume: ArrayOrPath, mask_volume: ArrayOr
             "n_gt_voxels": int(gt.sum()), "n_pred_voxels": int(pred.sum())}
 
 
+def measured_elsewhere(train_yaml: Path) -> str:
+    """Why a package's card figure is not measured by `evaluate_on_split` ('' for the U-Net packages).
+
+    Partner packages are scored by ``benchmarks/partners.py`` (partner F-score),
+    the VGG3D feature extractor by ``benchmarks/clustering.py``; their
+    ``train.yaml`` is not a segmentation training config.
+    """
+    import yaml
+
+    from .partners import is_partner_config
+
+    if is_partner_config(train_yaml):
+        return "partner F-score: measured by benchmarks/partners.py (benchmarks/results/partners.json)"
+    if (yaml.safe_load(Path(train_yaml).read_text()) or {}).get("model") == "vgg3d":
+        return "feature extractor: measured by benchmarks/clustering.py (benchmarks/results/clustering.json)"
+    return ""
+
+
 def evaluate_on_split(package, train_yaml: Path, *, quick: bool = False, device: str = "cpu") -> Dict[str, float]:
     """Re-measure a package on the held-out split of the ``train.yaml`` that made it.
 
