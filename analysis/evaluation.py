@@ -74,6 +74,69 @@ def _merge_split(inter, gt_sizes, pr_sizes) -> dict[str, int]:
             "splits": int((per_gt >= 2).sum()), "split_pred": int(per_gt[per_gt >= 2].sum())}
 
 
+def _hungarian(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The one matching of every instance metric: one-to-one, maximising the total IoU.
+
+    Returns the matched row and column indices of ``iou`` (N_gt, N_pred) and
+    their IoUs (every pair of the assignment, whatever its IoU).
+    """
+    if not iou.size:
+        empty = np.zeros(0, np.intp)
+        return empty, empty, np.zeros(0)
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    return rows, cols, iou[rows, cols]
+
+
+def object_outcomes(gt: np.ndarray, pred: np.ndarray, iou_threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """What became of every object under :func:`instance_scores`' matching: the anatomy of its errors.
+
+    Parameters
+    ----------
+    gt, pred : ndarray of int, same shape
+        Instance labels, 0 is background.
+    iou_threshold : float
+        Smallest IoU of a true positive (default 0.5).
+
+    Returns
+    -------
+    dict of 1D arrays, one entry per ground-truth object (``gt_*``, in label
+    order) or per predicted object (``pred_*``):
+
+    - ``gt_labels``, ``gt_voxels``, ``pred_labels``, ``pred_voxels``;
+    - ``gt_matched``, ``pred_matched``: true positives (bool);
+    - ``gt_touched``, ``pred_touched``: the object shares a voxel with an
+      object of the other side (an unmatched object that is not touched was
+      missed, or found, outright; a touched one was matched below the IoU
+      threshold or lost in a merge or split);
+    - ``gt_split``: two or more predicted objects lie in it (more than half
+      of their voxels), ``pred_merge``: two or more ground-truth objects lie
+      in it, as :func:`merge_split_counts`.
+
+    Examples
+    --------
+    >>> gt = np.array([[1, 1, 0, 2, 2, 0, 3, 3, 3, 3, 0, 4]])
+    >>> pred = np.array([[1, 1, 1, 1, 1, 0, 2, 2, 3, 3, 0, 0]])
+    >>> o = object_outcomes(gt, pred)
+    >>> o["gt_matched"].tolist(), o["gt_touched"].tolist(), o["gt_split"].tolist()
+    ([False, False, True, False], [True, True, True, False], [False, False, True, False])
+    >>> o["pred_matched"].tolist(), o["pred_merge"].tolist()
+    ([False, True, False], [True, False, False])
+    """
+    inter, gt_sizes, pr_sizes, gt_labels, pr_labels = _overlaps(gt, pred)
+    rows, cols, matched = _hungarian(inter / (gt_sizes[:, None] + pr_sizes[None, :] - inter))
+    ok = matched >= iou_threshold
+    gt_matched = np.zeros(len(gt_labels), bool)
+    gt_matched[rows[ok]] = True
+    pred_matched = np.zeros(len(pr_labels), bool)
+    pred_matched[cols[ok]] = True
+    return {
+        "gt_labels": gt_labels, "gt_voxels": gt_sizes, "gt_matched": gt_matched,
+        "gt_touched": inter.sum(axis=1) > 0, "gt_split": (2 * inter > pr_sizes[None, :]).sum(axis=1) >= 2,
+        "pred_labels": pr_labels, "pred_voxels": pr_sizes, "pred_matched": pred_matched,
+        "pred_touched": inter.sum(axis=0) > 0, "pred_merge": (2 * inter > gt_sizes[:, None]).sum(axis=0) >= 2,
+    }
+
+
 def iou_matrix(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Intersection over union of every ground-truth with every predicted object.
 
@@ -220,13 +283,9 @@ def instance_scores(gt: np.ndarray, pred: np.ndarray, iou_threshold: float = 0.5
     ``mean_matched_iou``. Precision/recall/F1 are 1 when both are empty.
     """
     iou, gt_labels, pr_labels = iou_matrix(gt, pred)
-    tp = 0
-    matched = np.zeros(0)
-    if iou.size:
-        rows, cols = linear_sum_assignment(iou, maximize=True)
-        matched = iou[rows, cols]
-        matched = matched[matched >= iou_threshold]
-        tp = int(len(matched))
+    _, _, matched = _hungarian(iou)
+    matched = matched[matched >= iou_threshold]
+    tp = int(len(matched))
     scores = scores_from_counts(tp, len(pr_labels) - tp, len(gt_labels) - tp)
     scores["mean_matched_iou"] = float(matched.mean()) if tp else float("nan")
     return scores
@@ -288,11 +347,8 @@ def pooled_instance_report(
     counts = {"merges": 0, "merged_gt": 0, "splits": 0, "split_pred": 0}
     for gt, pred in pairs:
         inter, gt_sizes, pr_sizes, gt_labels, pr_labels = _overlaps(gt, pred)
-        if inter.size:
-            iou = inter / (gt_sizes[:, None] + pr_sizes[None, :] - inter)
-            rows, cols = linear_sum_assignment(iou, maximize=True)
-            matched = iou[rows, cols]
-            tp += np.array([(matched >= t).sum() for t in thresholds], np.int64)
+        _, _, matched = _hungarian(inter / (gt_sizes[:, None] + pr_sizes[None, :] - inter))
+        tp += np.array([(matched >= t).sum() for t in thresholds], np.int64)
         for key, value in _merge_split(inter, gt_sizes, pr_sizes).items():
             counts[key] += value
         n_gt, n_pred, n = n_gt + len(gt_labels), n_pred + len(pr_labels), n + 1

@@ -233,3 +233,61 @@ def test_detection_scores_hand_computed():
     assert (s["tp"], s["fp"], s["fn"], s["recall"]) == (0, 0, 2, 0.0)
     with pytest.raises(ValueError, match="gt_radii_nm"):
         detection_scores(gt, [20, 0], [[0, 0, 0]])
+
+
+def test_object_outcomes_agree_with_the_scores_and_name_each_error():
+    from analysis.evaluation import merge_split_counts, object_outcomes
+
+    gt = np.zeros((4, 40), int)
+    gt[:, 0:4], gt[:, 5:9], gt[:, 11:20], gt[:, 22:26], gt[:, 30:34] = 1, 2, 3, 4, 5
+    pred = np.zeros_like(gt)
+    pred[:, 0:9] = 1  # merge of gt 1 and 2
+    pred[:, 12:16], pred[:, 16:20] = 2, 3  # gt 3 split in two, neither half at IoU 0.5
+    pred[:, 22:26] = 4  # gt 4 found
+    pred[:, 36:39] = 5  # a prediction touching nothing; gt 5 is missed outright
+    o = object_outcomes(gt, pred)
+    assert o["gt_labels"].tolist() == [1, 2, 3, 4, 5] and o["gt_voxels"].tolist() == [16, 16, 36, 16, 16]
+    assert o["gt_matched"].tolist() == [False, False, False, True, False]
+    assert o["gt_touched"].tolist() == [True, True, True, True, False]
+    assert o["gt_split"].tolist() == [False, False, True, False, False]
+    assert o["pred_matched"].tolist() == [False, False, False, True, False]
+    assert o["pred_touched"].tolist() == [True, True, True, True, False]
+    assert o["pred_merge"].tolist() == [True, False, False, False, False]
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        a = rng.integers(0, 6, (12, 12))
+        b = np.roll(a, int(rng.integers(0, 3)), axis=1) * (rng.random((12, 12)) > 0.2)
+        o, s, ms = object_outcomes(a, b, 0.3), instance_scores(a, b, 0.3), merge_split_counts(a, b)
+        assert o["gt_matched"].sum() == o["pred_matched"].sum() == s["tp"]
+        assert (~o["gt_matched"]).sum() == s["fn"] and (~o["pred_matched"]).sum() == s["fp"]
+        assert o["gt_split"].sum() == ms["splits"] and o["pred_merge"].sum() == ms["merges"]
+
+
+def test_annotation_agreement_error_anatomy_counts_each_error_once():
+    """The benchmark's breakdown of a card figure (benchmarks/annotation_agreement.py) on a hand-made section."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "annotation_agreement.py"
+    spec = importlib.util.spec_from_file_location("annotation_agreement", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    gt = np.zeros((8, 60), int)
+    gt[:, 0:4], gt[:, 10:30], gt[:, 40:44], gt[:, 50:52] = 1, 2, 3, 4  # gt 2 is a painted cluster
+    pred = np.zeros_like(gt)
+    pred[:, 0:4] = 1
+    pred[:, 10:16], pred[:, 17:23], pred[:, 24:30] = 2, 3, 4  # the cluster cut into three
+    pred[:, 55:58] = 5  # on no annotated pixel
+    foreground = np.where(gt == 3, 0.4, 0.9)  # gt 3 and 4 missed outright; 3 is faint to the network
+    e = module.error_anatomy([gt], [pred], [foreground], 25.0)
+    assert (e["n_annotated"], e["n_predicted"], e["true_positives"]) == (4, 5, 1)
+    assert (e["missed_outright"], e["missed_touched"], e["false_outright"], e["false_touched"]) == (2, 1, 1, 3)
+    assert (e["splits"], e["merges"]) == (1, 0)
+    assert e["median_annotated_area_nm2"] == 25.0 * np.median([32, 160, 32, 16])
+    assert e["split_area_over_median"] == [5.0] and e["splits_at_least_twice_the_median_area"] == 1
+    assert e["missed_outright_max_foreground_median"] == pytest.approx(0.65)
+    assert e["missed_outright_max_foreground_above_0_5"] == 1
+    by_area = {b["area_nm2"][0]: (b["n"], b["recall"]) for b in e["recall_by_area"]}
+    # 400, 800, 800 and 4000 nm^2
+    assert by_area[0] == (1, 0.0) and by_area[500] == (2, 0.5) and by_area[4000] == (1, 0.0)
+    assert by_area[1000] == (0, None)
