@@ -66,10 +66,14 @@ def _overlaps(gt: np.ndarray, pred: np.ndarray):
     return inter_full, gt_sizes, pr_sizes, gt_labels, pr_labels
 
 
+def _lying_in(inter, gt_sizes, pr_sizes) -> tuple[np.ndarray, np.ndarray]:
+    """Per predicted object, how many ground-truth objects lie in it (more than half of their voxels);
+    per ground-truth object, how many predicted objects lie in it."""
+    return (2 * inter > gt_sizes[:, None]).sum(0), (2 * inter > pr_sizes[None, :]).sum(1)
+
+
 def _merge_split(inter, gt_sizes, pr_sizes) -> dict[str, int]:
-    gt_in = 2 * inter > gt_sizes[:, None]  # gt object i lies in predicted object j
-    pr_in = 2 * inter > pr_sizes[None, :]  # predicted object j lies in gt object i
-    per_pred, per_gt = gt_in.sum(0), pr_in.sum(1)
+    per_pred, per_gt = _lying_in(inter, gt_sizes, pr_sizes)
     return {"merges": int((per_pred >= 2).sum()), "merged_gt": int(per_pred[per_pred >= 2].sum()),
             "splits": int((per_gt >= 2).sum()), "split_pred": int(per_gt[per_gt >= 2].sum())}
 
@@ -129,11 +133,12 @@ def object_outcomes(gt: np.ndarray, pred: np.ndarray, iou_threshold: float = 0.5
     gt_matched[rows[ok]] = True
     pred_matched = np.zeros(len(pr_labels), bool)
     pred_matched[cols[ok]] = True
+    per_pred, per_gt = _lying_in(inter, gt_sizes, pr_sizes)
     return {
         "gt_labels": gt_labels, "gt_voxels": gt_sizes, "gt_matched": gt_matched,
-        "gt_touched": inter.sum(axis=1) > 0, "gt_split": (2 * inter > pr_sizes[None, :]).sum(axis=1) >= 2,
+        "gt_touched": inter.sum(axis=1) > 0, "gt_split": per_gt >= 2,
         "pred_labels": pr_labels, "pred_voxels": pr_sizes, "pred_matched": pred_matched,
-        "pred_touched": inter.sum(axis=0) > 0, "pred_merge": (2 * inter > gt_sizes[:, None]).sum(axis=0) >= 2,
+        "pred_touched": inter.sum(axis=0) > 0, "pred_merge": per_pred >= 2,
     }
 
 

@@ -108,6 +108,7 @@ def error_anatomy(gts, labels, foregrounds, pixel_area_nm2):
         "missed_outright": int((~touched).sum()), "missed_touched": int((~matched & touched).sum()),
         "false_outright": int((~pred_touched).sum()), "false_touched": int((~pred_matched & pred_touched).sum()),
         "merges": int(cat("pred_merge").sum()), "splits": int(split.sum()),
+        "splits_matched": int((split & matched).sum()),
         "median_annotated_area_nm2": round(median, 1),
         "split_area_over_median": [round(float(r), 2) for r in ratios],
         "splits_at_least_twice_the_median_area": int((ratios >= 2).sum()),
@@ -190,7 +191,8 @@ def main(argv=None) -> int:
         print(f"errors {run}: {e['true_positives']} of {e['n_annotated']} annotated found at IoU 0.5; "
               f"missed {e['missed_outright']} outright (median peak foreground "
               f"{e['missed_outright_max_foreground_median']}), {e['missed_touched']} touched; false "
-              f"{e['false_outright']} outright, {e['false_touched']} touched; {e['splits']} splits, "
+              f"{e['false_outright']} outright, {e['false_touched']} touched; {e['splits']} splits "
+              f"({e['splits_matched']} still matched by one piece), "
               f"{e['splits_at_least_twice_the_median_area']} of them annotated objects >= 2x the median area; "
               f"recall by area " + ", ".join(f"{b['area_nm2'][0]}+ nm2: {b['recall']} (n {b['n']})"
                                              for b in e["recall_by_area"]))

@@ -6,23 +6,24 @@ with the package's network and its test-time augmentation, grid-searches
 the ``compartments`` recipe (`postprocessing.segment_compartments`) for the
 best pooled instance F1 (IoU >= 0.5, Hungarian,
 `analysis.evaluation.pooled_instance_report`) and, with ``--held-out``,
-reports the held-out figures of the winner and of the package's own
-parameters once, after the choice.
+reports the held-out figures of the winner, of the package's own
+parameters and of the recipe's defaults once, after the choice.
 
 Usage: ``python scripts/tune_compartments_recipe.py [PACKAGE] [--held-out]`` (default model_packages/compartments)
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from tune_vesicle_recipe import recipe_report, report_line  # noqa: E402  (one report format for every recipe)
+from tune_vesicle_recipe import grid_search, package_params, recipe_report, report_choice  # noqa: E402
 
 GRID = {"boundary_threshold": [0.3, 0.5],
         "seed_distance_nm": [10.0, 15.0, 20.0, 40.0],
@@ -32,14 +33,8 @@ GRID = {"boundary_threshold": [0.3, 0.5],
         "min_overlap": [0.3, 0.5]}
 
 
-def _report(preds, instances, voxel_size_nm, params) -> dict:
-    return recipe_report(preds, instances, voxel_size_nm, params, "compartments")
-
-
 def main(argv=None) -> int:
     import argparse
-
-    import yaml
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("package", nargs="?", type=Path, default=REPO / "model_packages" / "compartments")
@@ -58,23 +53,23 @@ def main(argv=None) -> int:
     vox = tuple(cfg.data.voxel_size_nm)
     tta = cfg.package.test_time_augmentation
     p_train = predict_slices(net.model, train.raw, "cpu", net.model.divisibility, tta)
-    scored = []
-    for values in itertools.product(*GRID.values()):
-        params = dict(zip(GRID, values))
-        scored.append((_report(p_train, train.instances, vox, params)[0.5]["f1"], params))
-    scored.sort(key=lambda t: -t[0])
-    for f1, params in scored[:5]:
-        print(f"  training F1 {f1:.3f}: {params}")
-    best = scored[0][1]
+    # each ground-truth compartment's median area over the slices it is in, against the recipe's default
+    # minimum area per slice
+    pixel_nm2 = float(np.prod(vox[-2:]))
+    areas = np.array([np.median(per_slice[per_slice > 0]) * pixel_nm2 for g in train.instances
+                      for per_slice in np.stack([np.bincount(z.ravel(), minlength=int(g.max()) + 1)
+                                                 for z in g], axis=1)[1:] if per_slice.any()])
+    print(f"ground-truth compartments on the training seeds: {areas.size}; median area per slice (nm^2) "
+          f"from {areas.min():.0f} to {areas.max():.0f}; {int((areas < 20_000).sum())} below 20 000 nm^2 "
+          "(the recipe's default min_area_nm2)")
+    best = grid_search(GRID, lambda params: recipe_report(p_train, train.instances, vox, params, "compartments")[0.5]["f1"])[0][1]
     print(f"best on training seeds ({len(train.names)} volumes): {best}")
-    print(f"  training: {report_line(_report(p_train, train.instances, vox, best))}")
-    rdf = yaml.safe_load((a.package / "rdf.yaml").read_text())
-    own = rdf["config"]["synapse_bmz"]["postprocessing"]["params"]
-    print(f"  training with the package's recipe {own}: {report_line(_report(p_train, train.instances, vox, own))}")
+    held = None
     if a.held_out:
         p_val = predict_slices(net.model, val.raw, "cpu", net.model.divisibility, tta)
-        print(f"held-out {val.names} with {best}: {report_line(_report(p_val, val.instances, vox, best))}")
-        print(f"held-out with the package's recipe {own}: {report_line(_report(p_val, val.instances, vox, own))}")
+        held = (p_val, val.instances, val.names)
+    report_choice("compartments", vox, best, (p_train, train.instances), held,
+                  [("the package's recipe", package_params(a.package)), ("the recipe's defaults", {})])
     return 0
 
 

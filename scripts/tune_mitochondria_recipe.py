@@ -14,7 +14,6 @@ Usage: ``python scripts/tune_mitochondria_recipe.py [PACKAGE] [--held-out]`` (de
 
 from __future__ import annotations
 
-import itertools
 import sys
 from pathlib import Path
 
@@ -24,21 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from tune_vesicle_recipe import recipe_report, report_line  # noqa: E402  (one report format for both recipes)
+from tune_vesicle_recipe import grid_search, package_params, recipe_report, report_choice  # noqa: E402
 
 GRID = {"seed_distance_nm": [9.0, 15.0, 25.0, 40.0],
         "min_volume_nm3": [0.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0]}
 TUNING_SECTIONS = (0, 5, 10, 15, 20)  # indices into the training split (0000, 0017, 0046, 0063, 0105)
 
 
-def _report(preds, instances, voxel_size_nm, params) -> dict:
-    return recipe_report(preds, instances, voxel_size_nm, params, "mitochondria")
-
-
 def main(argv=None) -> int:
     import argparse
-
-    import yaml
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("package", nargs="?", type=Path, default=REPO / "model_packages" / "mitochondria_2d")
@@ -65,23 +58,14 @@ def main(argv=None) -> int:
     print(f"annotated mitochondrion profiles on these sections: {areas_nm2.size}, area (nm^2) 5th percentile "
           f"{np.percentile(areas_nm2, 5):.0f}, median {np.median(areas_nm2):.0f}; "
           f"{int(np.sum(areas_nm2 < 50_000))} below 50 000 nm^2")
-    scored = []
-    for values in itertools.product(*GRID.values()):
-        params = dict(zip(GRID, values))
-        scored.append((_report(p_train, gt_train, vox, params)[0.5]["f1"], params))
-    scored.sort(key=lambda t: -t[0])
-    for f1, params in scored[:5]:
-        print(f"  training F1 {f1:.3f}: {params}")
-    best = scored[0][1]
+    best = grid_search(GRID, lambda params: recipe_report(p_train, gt_train, vox, params, "mitochondria")[0.5]["f1"])[0][1]
     print(f"best on training sections {[train.names[i] for i in sel]}: {best}")
-    print(f"  training: {report_line(_report(p_train, gt_train, vox, best))}")
-    rdf = yaml.safe_load((package / "rdf.yaml").read_text())
-    own = rdf["config"]["synapse_bmz"]["postprocessing"]["params"]
-    print(f"  training with the package's recipe {own}: {report_line(_report(p_train, gt_train, vox, own))}")
+    held = None
     if a.held_out:
         p_val = predict_slices(net.model, val.raw, "cpu", net.model.divisibility, tta)
-        print(f"held-out {val.names} with {best}: {report_line(_report(p_val, val.instances, vox, best))}")
-        print(f"held-out with the package's recipe {own}: {report_line(_report(p_val, val.instances, vox, own))}")
+        held = (p_val, val.instances, val.names)
+    report_choice("mitochondria", vox, best, (p_train, gt_train), held,
+                  [("the package's recipe", package_params(package))])
     return 0
 
 

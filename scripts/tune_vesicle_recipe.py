@@ -58,6 +58,50 @@ def report_line(r: dict) -> str:
             f"splits {r['splits']} (into {r['split_pred']})")
 
 
+def grid_search(grid: dict, f1_of, label: str = "training") -> list:
+    """``(f1, params)`` for every combination of ``grid``, best first; prints the best five.
+
+    ``f1_of(params)`` scores one combination; None leaves it out.
+    """
+    scored = []
+    for values in itertools.product(*grid.values()):
+        params = dict(zip(grid, values))
+        f1 = f1_of(params)
+        if f1 is not None:
+            scored.append((f1, params))
+    scored.sort(key=lambda t: -t[0])
+    for f1, params in scored[:5]:
+        print(f"  {label} F1 {f1:.3f}: {params}")
+    return scored
+
+
+def package_params(package: Path) -> dict:
+    """The recipe parameters a package ships (``config.synapse_bmz.postprocessing.params`` of its rdf.yaml)."""
+    import yaml
+
+    rdf = yaml.safe_load((Path(package) / "rdf.yaml").read_text())
+    return rdf["config"]["synapse_bmz"]["postprocessing"]["params"]
+
+
+def report_choice(recipe, voxel_size_nm, best, train, held=None, compare=()) -> None:
+    """Print the chosen settings and each of ``compare`` on the tuning data and, if given, the held-out data.
+
+    ``train`` and ``held`` are ``(predictions, instances)``; ``held`` also
+    names its data as a third item. ``compare``: ``(name, params)`` pairs,
+    e.g. the package's own settings.
+    """
+    def line(data, params):
+        return report_line(recipe_report(data[0], data[1], voxel_size_nm, params, recipe))
+
+    print(f"  training: {line(train, best)}")
+    for name, params in compare:
+        print(f"  training with {name} {params}: {line(train, params)}")
+    if held is not None:
+        print(f"held-out {held[2]} with {best}: {line(held, best)}")
+        for name, params in compare:
+            print(f"held-out with {name} {params}: {line(held, params)}")
+
+
 def _report(preds, instances, voxel_size_nm, params) -> str:
     return report_line(recipe_report(preds, instances, voxel_size_nm, params))
 
@@ -85,14 +129,7 @@ def main(argv=None) -> int:
     print("annotated objects on these sections: equivalent radius (nm) median "
           f"{np.median(radius_nm):.1f}, 95th percentile {np.percentile(radius_nm, 95):.1f}")
     grid = DISTANCE_GRID if cfg.out_channels >= 3 else GRID
-    scored = []
-    for values in itertools.product(*grid.values()):
-        params = dict(zip(grid, values))
-        scored.append((pooled_f1(p_train, gt_train, vox, **params), params))
-    scored.sort(key=lambda t: -t[0])
-    best_f1, best = scored[0]
-    for f1, params in scored[:5]:
-        print(f"  training F1 {f1:.3f}: {params}")
+    best_f1, best = grid_search(grid, lambda params: pooled_f1(p_train, gt_train, vox, **params))[0]
     print(f"best on training sections {[train.names[i] for i in sel]}: F1 {best_f1:.3f} with {best}")
     print(f"  training: {_report(p_train, gt_train, vox, best)}")
     print(f"held-out with it: {_report(p_val, val.instances, vox, best)}")

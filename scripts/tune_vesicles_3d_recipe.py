@@ -17,13 +17,15 @@ Usage: ``python scripts/tune_vesicles_3d_recipe.py [PACKAGE] [--held-out]`` (def
 
 from __future__ import annotations
 
-import itertools
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from tune_vesicle_recipe import grid_search  # noqa: E402
 
 GRID = {"mode": ["distance", "components"],
         "vesicle_radius_nm": [20.0, 25.0],
@@ -72,18 +74,18 @@ def main(argv=None) -> int:
     raw, mask, _ = epfl_volume()
     held = np.isin(epfl_section_names(), EPFL_HELD_OUT)
     score = _scorer(a.package, raw[~held], mask[~held])
-    scored = []
-    for values in itertools.product(*GRID.values()):
-        params = dict(zip(GRID, values))
+    details = {}
+
+    def f1_of(params):
         if params["mode"] == "components" and params["vesicle_radius_nm"] != GRID["vesicle_radius_nm"][0]:
-            continue  # the radius only sets the size filter there; one value is enough
-        s = score(params)
-        scored.append((s["f1"], params, s))
+            return None  # the radius only sets the size filter there; one value is enough
+        s = details[repr(params)] = score(params)
         print(f"  {_line(s)}: {params}", flush=True)
-    scored.sort(key=lambda t: -t[0])
-    best = scored[0][1]
+        return s["f1"]
+
+    best = grid_search(GRID, f1_of, label="selection")[0][1]
     print(f"best on the {int((~held).sum())} EPFL sections other than {', '.join(EPFL_HELD_OUT)}: {best}")
-    print(f"  there: {_line(scored[0][2])}; the package's own recipe: {_line(score({}))}")
+    print(f"  there: {_line(details[repr(best)])}; the package's own recipe: {_line(score({}))}")
     if a.held_out:
         held_score = _scorer(a.package, raw[held], mask[held])
         print(f"held-out {', '.join(EPFL_HELD_OUT)} with {best}: {_line(held_score(best))}")
